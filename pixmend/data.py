@@ -1,0 +1,220 @@
+"""Datasets shared by the tasks.
+
+- ``load_folder`` / ``split_files``: read a folder of training images once into memory (uint8) and split the
+  *source images* into train/val so no crop of a validation photo is ever trained on.
+- ``PixelDataset``: the seed's pixel sequences (modes ``1D``, ``2D``, ``RAND``) over paired images.
+- ``SyntheticCorrectionDataset``: random crops of clean photos degraded on the fly (``degrade.py``).
+- ``PairedCropDataset``: aligned random crops from the user's own before/after folders.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import degrade
+from .errors import PixmendError
+
+
+# ------------------------------------------------------------------------------------------------ folders
+def image_files(folder: str | Path) -> list[Path]:
+    from .io import IMAGE_EXTENSIONS
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PixmendError(f"{folder}: not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def load_uint8(path: Path) -> np.ndarray:
+    from .io import read_image
+
+    return degrade.to_uint8(read_image(path).rgb)
+
+
+def split_files(files: list, val_split: float, seed: int) -> tuple[list, list]:
+    """Seeded split of source files; at least one file each side when there are two or more."""
+    files = list(files)
+    if len(files) < 2 or val_split <= 0:
+        return files, files[:0]
+    order = np.random.default_rng(seed).permutation(len(files))
+    n_val = min(len(files) - 1, max(1, int(round(val_split * len(files)))))
+    val = [files[i] for i in sorted(order[:n_val])]
+    train = [files[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+def paired_folders(data: Path, input_dir: str = "inputs", output_dir: str = "outputs") -> list[tuple[Path, Path]] | None:
+    """The seed's layout: DATA/inputs/x.png paired with DATA/outputs/x.png. None when DATA is not paired."""
+    ind, outd = Path(data) / input_dir, Path(data) / output_dir
+    if not (ind.is_dir() and outd.is_dir()):
+        return None
+    outs = {p.stem: p for p in image_files(outd)}
+    pairs = [(p, outs[p.stem]) for p in image_files(ind) if p.stem in outs]
+    if not pairs:
+        raise PixmendError(f"{data}: {input_dir}/ and {output_dir}/ share no file names")
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------ PixelDataset
+class PixelDataset(Dataset):
+    """The seed's sequences of ``num_pixels`` pixels cut identically from input and target images.
+
+    - ``1D``: the image flattened row-major; windows start every ``stride`` pixels and wrap onto the next row.
+    - ``2D``: √n × √n patches every ``stride`` pixels in both directions (n must be a perfect square).
+    - ``RAND``: n pixels drawn at random positions (H·W // n samples per image, fresh draws per index/epoch).
+    Images are (H, W, 3) uint8 or float arrays; items are float tensors (n, 3) in [0, 1].
+    """
+
+    def __init__(self, inputs: list[np.ndarray], targets: list[np.ndarray], num_pixels: int = 128,
+                 mode: str = "1D", stride: int = 64, seed: int = 0):
+        mode = mode.upper()
+        if mode not in ("1D", "2D", "RAND"):
+            raise PixmendError(f"dataset mode must be 1D, 2D or RAND, not '{mode}'")
+        if len(inputs) != len(targets):
+            raise PixmendError("inputs and targets differ in number")
+        side = int(round(math.sqrt(num_pixels)))
+        if mode == "2D" and side * side != num_pixels:
+            raise PixmendError(f"2D mode needs a square number of pixels, not {num_pixels}")
+        if stride < 1:
+            raise PixmendError("stride must be at least 1")
+        self.inputs, self.targets = inputs, targets
+        self.n, self.mode, self.stride, self.side, self.seed = num_pixels, mode, stride, side, seed
+        self.epoch = 0
+        counts = []
+        for a, b in zip(inputs, targets):
+            if a.shape != b.shape:
+                raise PixmendError(f"input and target sizes differ: {a.shape} vs {b.shape}")
+            counts.append(self._count(*a.shape[:2]))
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # dimension cache
+
+    def _count(self, h: int, w: int) -> int:
+        if self.mode == "1D":
+            return max(0, (h * w - self.n) // self.stride + 1)
+        if self.mode == "2D":
+            if h < self.side or w < self.side:
+                return 0
+            return ((h - self.side) // self.stride + 1) * ((w - self.side) // self.stride + 1)
+        return (h * w) // self.n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        img = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return img, int(index - self.offsets[img])
+
+    def pixel_indices(self, img: int, local: int, h: int, w: int) -> np.ndarray:
+        """Flat (row-major) pixel indices of one sample."""
+        if self.mode == "1D":
+            start = local * self.stride
+            return np.arange(start, start + self.n)
+        if self.mode == "2D":
+            per_row = (w - self.side) // self.stride + 1
+            y0, x0 = (local // per_row) * self.stride, (local % per_row) * self.stride
+            yy, xx = np.mgrid[y0:y0 + self.side, x0:x0 + self.side]
+            return (yy * w + xx).ravel()
+        rng = np.random.default_rng([self.seed, self.epoch, img, local])
+        return rng.choice(h * w, size=self.n, replace=False)
+
+    def __getitem__(self, index: int):
+        img, local = self.locate(index)
+        a, b = self.inputs[img], self.targets[img]
+        h, w = a.shape[:2]
+        idx = self.pixel_indices(img, local, h, w)
+        x = a.reshape(-1, 3)[idx]
+        y = b.reshape(-1, 3)[idx]
+        scale = 255.0 if a.dtype == np.uint8 else 1.0
+        return torch.from_numpy(x.astype(np.float32) / scale), torch.from_numpy(y.astype(np.float32) / scale)
+
+
+# -------------------------------------------------------------------------------------- synthetic pairs
+def random_view(img: np.ndarray, size: int, rng: np.random.Generator, scale_range=(0.5, 1.0)) -> np.ndarray:
+    """A random size×size crop at a random zoom-out, randomly flipped/rotated; float32 [0, 1]."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    s = rng.uniform(*scale_range)
+    src = int(min(h, w, max(size, round(size / s))))
+    y0, x0 = int(rng.integers(0, h - src + 1)), int(rng.integers(0, w - src + 1))
+    crop = img[y0:y0 + src, x0:x0 + src]
+    if src != size:
+        crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BICUBIC
+                                                       if src < size else Image.Resampling.LANCZOS))
+    crop = np.rot90(crop, int(rng.integers(0, 4)))
+    if rng.uniform() < 0.5:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop).astype(np.float32) / 255.0
+
+
+def chw(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+
+
+class SyntheticCorrectionDataset(Dataset):
+    """(degraded, clean, sharpen_amount) crops made on the fly from clean photos; seeded per (epoch, index)."""
+
+    def __init__(self, images: list[np.ndarray], crop: int = 256, length: int = 4096, seed: int = 0,
+                 p_illustration: float = 0.25, degrade_cfg: degrade.DegradeConfig | None = None, fixed: bool = False):
+        if not images:
+            raise PixmendError("no training images")
+        self.images, self.crop, self.length, self.seed = images, crop, length, seed
+        self.p_illustration, self.cfg, self.fixed = p_illustration, degrade_cfg or degrade.DegradeConfig(), fixed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index])
+        img = self.images[int(rng.integers(len(self.images)))]
+        clean = random_view(img, min(self.crop, *img.shape[:2]), rng)
+        if rng.uniform() < self.p_illustration:
+            clean = degrade.illustrate(clean, rng)
+        bad, deg = degrade.gpt_degrade(clean, rng, self.cfg)
+        amount = deg.sharpen.amount if deg.sharpen is not None else 0.0
+        return chw(bad), chw(clean), torch.tensor(amount, dtype=torch.float32)
+
+
+class PairedCropDataset(Dataset):
+    """Aligned random crops from (input, target) image pairs, for users' own before/after data."""
+
+    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], crop: int = 256, length: int = 4096,
+                 seed: int = 0, fixed: bool = False):
+        if not pairs:
+            raise PixmendError("no training pairs")
+        for a, b in pairs:
+            if a.shape != b.shape:
+                raise PixmendError(f"paired images differ in size: {a.shape} vs {b.shape}")
+        self.pairs, self.crop, self.length, self.seed, self.fixed = pairs, crop, length, seed, fixed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index])
+        a, b = self.pairs[int(rng.integers(len(self.pairs)))]
+        h, w = a.shape[:2]
+        c = min(self.crop, h, w)
+        y0, x0 = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+        k, flip = int(rng.integers(0, 4)), rng.uniform() < 0.5
+
+        def view(m):
+            m = np.rot90(m[y0:y0 + c, x0:x0 + c], k)
+            return np.ascontiguousarray(m[:, ::-1] if flip else m).astype(np.float32) / 255.0
+
+        return chw(view(a)), chw(view(b)), torch.tensor(-1.0)  # -1: sharpening amount unknown

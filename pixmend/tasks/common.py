@@ -1,0 +1,106 @@
+"""Glue every task shares: running a model over a batch of files with the CLI's rules.
+
+Rules (GUIDE §2): one bad file never stops a batch — it is named on one stderr line and the exit status
+becomes 1; inputs are never modified; outputs are written atomically; existing outputs are kept unless
+``overwrite``; Ctrl-C / SIGTERM stop between files and leave no half-written output.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import PixmendError
+
+_MODEL_CACHE: dict = {}
+
+
+def set_threads() -> None:
+    """Use the cores we have (PyTorch's default can oversubscribe small machines)."""
+    import os
+
+    n = os.cpu_count() or 1
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def get_model(name: str | None, task: str, device: str = "cpu"):
+    """Load a model once per process and reuse it (the web app and batches call this repeatedly)."""
+    from ..models.registry import create_model
+
+    key = (name, task, str(device))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = create_model(name, task=task, device=device)
+    return _MODEL_CACHE[key]
+
+
+def to_tensor(rgb: np.ndarray, device="cpu") -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0).float().to(device)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t[0].clamp(0, 1).permute(1, 2, 0).contiguous().cpu().numpy().astype(np.float32)
+
+
+def error_line(path, err: BaseException) -> str:
+    msg = str(err)
+    if isinstance(err, PixmendError):
+        return msg if str(path) in msg else f"{path}: {msg}"
+    return f"{path}: failed ({err.__class__.__name__}: {msg})"
+
+
+def run_batch(inputs: list[str], out: str, process: Callable, overwrite: bool = False, desc: str = "",
+              out_name: Callable[[Path], str] | None = None, max_pixels: int | None = None) -> int:
+    """Read each input, ``process(loaded) -> (rgb, alpha)``, write to the planned output. Returns the exit status."""
+    from .. import io
+
+    files = io.collect_inputs(inputs)
+    if not files:
+        raise PixmendError("no input images found")
+    single = len(inputs) == 1 and Path(inputs[0]).is_file()
+    plan = io.plan_outputs(files, out, single_file=single)
+    failures = 0
+    interrupted = {"flag": False}
+
+    def on_term(signum, frame):
+        interrupted["flag"] = True
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    bar = None
+    if len(plan) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(plan), desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for src, dst in plan:
+            if interrupted["flag"]:
+                print("pixmend: stopped by SIGTERM; finished outputs are complete, the rest were not started",
+                      file=sys.stderr)
+                return 130
+            try:
+                if dst.exists() and not overwrite:
+                    raise PixmendError(f"{dst}: already exists (use --overwrite to replace it)")
+                kw = {"max_pixels": max_pixels} if max_pixels else {}
+                loaded = io.read_image(src, **kw)
+                for note in loaded.notes:
+                    print(f"{src}: note: {note}", file=sys.stderr)
+                rgb, alpha = process(loaded)
+                io.write_image(dst, rgb, alpha, like=loaded, overwrite=overwrite)
+            except PixmendError as e:
+                failures += 1
+                print(f"pixmend: {error_line(src, e)}", file=sys.stderr)
+            except (RuntimeError, ValueError, MemoryError, OSError) as e:
+                failures += 1
+                print(f"pixmend: {error_line(src, e)}", file=sys.stderr)
+            if bar:
+                bar.update(1)
+    finally:
+        if bar:
+            bar.close()
+        signal.signal(signal.SIGTERM, old)
+    return 1 if failures else 0
