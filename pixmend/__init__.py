@@ -1,0 +1,73 @@
+"""pixmend: mend images with small Transformer models.
+
+Python API (mirrors the CLI). Functions take a PIL image or a numpy array (uint8, uint16 or float in [0, 1];
+(H, W), (H, W, 3) or (H, W, 4)) and return the same kind: a PIL image for a PIL input, a float32 array in
+[0, 1] for an array input. Alpha is carried through untouched.
+
+    >>> import pixmend
+    >>> fixed = pixmend.correct(Image.open("gpt.png"), strength=1.0)
+    >>> info = pixmend.inspect(Image.open("gpt.png"))
+
+Heavy imports (torch, models) happen on first use, so ``import pixmend`` is cheap.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["correct", "inspect", "create_model", "PixmendError"]
+
+from .errors import PixmendError
+
+
+def _prepare(image):
+    from .io import from_array_or_pil
+
+    return from_array_or_pil(image)
+
+
+def _return_like(image, rgb, alpha):
+    from PIL import Image
+
+    from .io import to_pil
+
+    if isinstance(image, Image.Image):
+        return to_pil(rgb, alpha)
+    import numpy as np
+
+    return np.dstack([rgb, alpha]).astype(np.float32) if alpha is not None else rgb
+
+
+def correct(image, strength: float = 1.0, model: str | None = None, stride: int | None = None,
+            device: str = "cpu", watermark: str | None = None):
+    """Remove the GPT-image colour cast and over-sharpening. ``model``: registry name or weights path."""
+    from .tasks.common import get_model, set_threads
+    from .tasks.correct import correct_rgb
+
+    set_threads()
+    img = _prepare(image)
+    m, card = get_model(model, "correct", device)
+    out = correct_rgb(img.rgb, m, card, strength=strength, stride=stride, device=device)
+    if watermark is not None:
+        from .watermark import embed
+
+        out = embed(out, watermark)
+    return _return_like(image, out, img.alpha)
+
+
+def inspect(image, model: str | None = None, device: str = "cpu") -> dict:
+    """The corrector's estimate: cast direction/strength (CIELAB), colour map, sharpening amount."""
+    from .tasks.common import get_model
+    from .tasks.correct import inspect_rgb
+
+    img = _prepare(image)
+    m, card = get_model(model, "correct", device)
+    return inspect_rgb(img.rgb, m, card, device)
+
+
+def create_model(name_or_path: str | None = None, task: str = "correct", pretrained: bool = True,
+                 device: str = "cpu"):
+    """The registry's front door: ``(model, card)`` for a name such as 'gl-transformer' or a weights path."""
+    from .models.registry import create_model as _create
+
+    return _create(name_or_path, task=task, pretrained=pretrained, device=device)

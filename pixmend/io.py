@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -71,6 +72,7 @@ _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "GIF"}
 _ICC_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
 _EXIF_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
 _16BIT_FORMATS = {"PNG", "TIFF"}
+_GRAY_ALPHA_FORMATS = {"PNG", "TIFF"}  # OpenCV (16-bit) and Pillow's GIF cannot write gray+alpha
 _JPEG_MAX_EXIF = 65_000  # one APP1 segment; Pillow refuses larger EXIF blocks
 
 # TIFF layout tags that Pillow's getexif() returns for TIFF sources: they describe
@@ -189,8 +191,10 @@ def _decode(fh, path: Path, name: str, max_pixels: int) -> LoadedImage:
             return _from_pil(im, path=path, name=name, max_pixels=max_pixels, fh=fh)
     except PixmendError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise PixmendError(f"{name}: image too large ({_one_line(exc)})") from None
+    except Image.DecompressionBombError as exc:  # Pillow's check fired first: same message as ours
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels; " if found else ""
+        raise PixmendError(f"{name}: image too large ({size}the limit is {max_pixels:,})") from None
     except UnidentifiedImageError:
         raise PixmendError(f"{name}: not an image file (cannot identify image)") from None
     except MemoryError:
@@ -216,24 +220,25 @@ def _from_pil(im: Image.Image, path: Path | None, name: str, max_pixels: int | N
 
     try:
         im.load()
+    except MemoryError:
+        raise
     except Exception as exc:
         raise PixmendError(f"{name}: truncated or corrupt image data ({_describe(exc)})") from None
 
     icc = im.info.get("icc_profile") or None
     exif_bytes, orientation = _exif_and_orientation(im)
 
-    rgb, alpha, bit_depth, was_gray = _pil_to_arrays(im, notes)
-    if im.mode == "CMYK" and icc is not None:
-        icc = None  # a CMYK profile does not describe the RGB pixels we now hold
-        notes.append("CMYK image converted to RGB without colour management; its CMYK ICC profile was dropped")
-    elif im.mode == "CMYK":
-        notes.append("CMYK image converted to RGB without colour management")
-
     wide = _decode_16bit_colour(im, fh, fmt, notes) if fh is not None else None
     if wide is not None:
-        rgb, alpha = wide
+        rgb, alpha, was_gray = wide
         bit_depth = 16
-        was_gray = _png_is_gray(fh) if fmt == "PNG" else was_gray
+    else:
+        rgb, alpha, bit_depth, was_gray = _pil_to_arrays(im, notes)
+    if im.mode == "CMYK":
+        notes.append("CMYK image converted to RGB without colour management")
+        if icc is not None:
+            icc = None  # a CMYK profile does not describe the RGB pixels we now hold
+            notes.append("its CMYK ICC profile was dropped")
 
     rgb = _orient(rgb, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
@@ -285,14 +290,17 @@ def _pil_to_arrays(im: Image.Image, notes: list[str]):
 def _decode_16bit_colour(im: Image.Image, fh, fmt: str, notes: list[str]):
     """Re-decode 16-bit colour PNG/TIFF with OpenCV, since Pillow keeps only 8 bits.
 
-    Returns (rgb, alpha) or None when the file is not 16-bit colour (or OpenCV
-    cannot help, in which case the 8-bit decode stands and a note says so).
+    Returns (rgb, alpha, was_gray), or None when the file is not 16-bit colour or
+    OpenCV cannot help (then Pillow's 8-bit decode stands and a note says so).
     """
     if im.mode in _GRAY16_MODES or im.mode in ("I", "F"):
         return None  # Pillow already kept the precision
+    was_gray = im.mode in ("L", "LA", "La")
     if fmt == "PNG":
         fh.seek(24)
-        wide = fh.read(1) == b"\x10"
+        depth, colour_type = fh.read(2)  # IHDR: Pillow has checked it is there
+        wide = depth == 16
+        was_gray = colour_type in (0, 4)  # Pillow reports 16-bit gray+alpha as RGBA
     elif fmt == "TIFF":
         bits = getattr(im, "tag_v2", {}).get(258)
         bits = bits if isinstance(bits, tuple) else (bits,)
@@ -313,14 +321,13 @@ def _decode_16bit_colour(im: Image.Image, fh, fmt: str, notes: list[str]):
         return None
     data = arr.astype(np.float32) / 65535.0
     if data.ndim == 2:
-        return _gray_to_rgb(data), None
+        data = data[:, :, None]
     channels = data.shape[2]
-    if channels == 1:
-        return _gray_to_rgb(data[:, :, 0]), None
-    if channels == 2:
-        return _gray_to_rgb(data[:, :, 0]), data[:, :, 1]
+    if channels <= 2:
+        alpha = data[:, :, 1] if channels == 2 else None
+        return _gray_to_rgb(data[:, :, 0]), alpha, True
     rgb = data[:, :, 2::-1]  # OpenCV is BGR(A)
-    return rgb, (data[:, :, 3] if channels == 4 else None)
+    return rgb, (data[:, :, 3] if channels == 4 else None), was_gray
 
 
 def _is_animated(im: Image.Image) -> bool:
@@ -329,12 +336,6 @@ def _is_animated(im: Image.Image) -> bool:
         return bool(getattr(im, "is_animated", False))
     except Exception:
         return False
-
-
-def _png_is_gray(fh) -> bool:
-    """PNG colour types 0 and 4 are gray (Pillow reports 16-bit gray+alpha as RGBA)."""
-    fh.seek(25)
-    return fh.read(1) in (b"\x00", b"\x04")
 
 
 def _exif_and_orientation(im: Image.Image) -> tuple[bytes | None, int]:
@@ -449,10 +450,10 @@ def write_image(
     sixteen = like is not None and like.bit_depth == 16 and fmt_name in _16BIT_FORMATS
     maxval, dtype = (65535, np.uint16) if sixteen else (255, np.uint8)
     color = _quantize(rgb, maxval, dtype)
-    if like is not None and like.was_gray and _is_gray(color):
+    # Gray stays gray, except gray+alpha where only Pillow's PNG/TIFF writers keep the alpha.
+    gray_ok = alpha is None or (fmt_name in _GRAY_ALPHA_FORMATS and not sixteen)
+    if like is not None and like.was_gray and gray_ok and _is_gray(color):
         color = color[:, :, 0]
-    if sixteen and color.ndim == 2 and alpha is not None:
-        color = np.repeat(color[:, :, None], 3, axis=2)  # OpenCV cannot write gray+alpha
     pixels = color if alpha is None else np.dstack([color, _quantize(alpha, maxval, dtype)])
 
     icc = like.icc_profile if like is not None and fmt_name in _ICC_FORMATS else None
@@ -718,14 +719,19 @@ def _array_to_float(arr: np.ndarray, name: str) -> tuple[np.ndarray, int]:
 
 
 def _as_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
-    """Validate/convert pixels to float32 (H, W, 3); gray (H, W) is accepted."""
+    """Check pixels to write are (H, W, 3) (gray (H, W) accepted).
+
+    Floats are passed through untouched: _quantize clips them, since a model's
+    output may overshoot [0, 1] a little.  Integers are scaled by their range.
+    """
     arr = np.asarray(rgb)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3) or 0 in arr.shape:
         raise PixmendError(f"{name}: expected RGB pixels shaped (H, W, 3), got {np.shape(rgb)}")
-    data, _ = _array_to_float(arr, name)
-    return np.repeat(data, 3, axis=2) if data.shape[2] == 1 else data
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = _array_to_float(arr, name)[0]
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
 def _as_alpha(alpha: np.ndarray, hw: tuple[int, ...], name: str) -> np.ndarray:
@@ -734,12 +740,16 @@ def _as_alpha(alpha: np.ndarray, hw: tuple[int, ...], name: str) -> np.ndarray:
         arr = arr[:, :, 0]
     if arr.shape != tuple(hw):
         raise PixmendError(f"{name}: alpha shaped {arr.shape} does not match the image {tuple(hw)}")
-    return _array_to_float(arr, name)[0]
+    return arr if np.issubdtype(arr.dtype, np.floating) else _array_to_float(arr, name)[0]
 
 
 def _quantize(x: np.ndarray, maxval: int, dtype) -> np.ndarray:
-    x = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0)
-    return np.clip(np.rint(x * maxval), 0, maxval).astype(dtype)
+    """Round floats in [0, 1] to integers; NaN -> 0, out of range -> clipped (one temporary)."""
+    y = np.multiply(x, maxval, dtype=np.float32)
+    np.nan_to_num(y, copy=False, nan=0.0)
+    np.rint(y, out=y)
+    np.clip(y, 0, maxval, out=y)
+    return y.astype(dtype)
 
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:

@@ -85,6 +85,11 @@ def _pack(text: str) -> bytes:
     return body + binascii.crc_hqx(body, 0).to_bytes(2, "big")
 
 
+def check_text(text: str) -> None:
+    """Fail early (before any image is processed) when the watermark text cannot be embedded."""
+    _pack(text)
+
+
 def _unpack(payload: bytes) -> str | None:
     if len(payload) != PAYLOAD_BYTES or not payload.startswith(MAGIC):
         return None

@@ -40,6 +40,11 @@ def noise(h: int, w: int, c: int = 3, dtype=np.uint8) -> np.ndarray:
     return RNG.integers(0, hi + 1, size=(h, w, c) if c else (h, w), dtype=dtype)
 
 
+def pil_open(path: Path) -> Image.Image:
+    """Open from memory so no file handle is left for the garbage collector."""
+    return Image.open(io.BytesIO(Path(path).read_bytes()))
+
+
 def save_pil(path: Path, arr_or_im, **kwargs) -> Path:
     im = arr_or_im if isinstance(arr_or_im, Image.Image) else Image.fromarray(arr_or_im)
     im.save(path, **kwargs)
@@ -115,7 +120,7 @@ def test_rgb_png_round_trip_is_exact(tmp_path):
 
     out = write_image(tmp_path / "out.png", li.rgb, li.alpha, like=li)
     assert out == tmp_path / "out.png"
-    back = np.array(Image.open(out))
+    back = np.array(pil_open(out))
     assert back.shape == (13, 17, 3) and np.array_equal(back, src)
 
 
@@ -128,7 +133,7 @@ def test_rgba_png_alpha_is_kept_exactly(tmp_path):
     assert np.array_equal(as8(li.rgb), src[:, :, :3])
 
     out = write_image(tmp_path / "out.png", li.rgb, li.alpha, like=li)
-    back = Image.open(out)
+    back = pil_open(out)
     assert back.mode == "RGBA" and np.array_equal(np.array(back), src)
 
 
@@ -161,7 +166,7 @@ def test_16bit_colour_tiff_keeps_full_precision(tmp_path):
 def test_16bit_gray_png_round_trip(tmp_path):
     src = gradient16(7, 9)[:, :, 0]
     path = save_pil(tmp_path / "in.png", Image.fromarray(src))
-    assert Image.open(path).mode.startswith("I")
+    assert pil_open(path).mode.startswith("I")
     li = read_image(path)
     assert li.was_gray and li.bit_depth == 16
     assert np.array_equal(as16(li.rgb[:, :, 0]), src)
@@ -194,7 +199,7 @@ def test_16bit_gray_alpha_png_is_gray(tmp_path):
 def test_8bit_image_like_16bit_source_as_jpeg_is_8bit(tmp_path):
     li = read_image(save_cv2(tmp_path / "in.png", gradient16(6, 6)))
     out = write_image(tmp_path / "out.jpg", li.rgb, like=li)
-    assert Image.open(out).format == "JPEG"
+    assert pil_open(out).format == "JPEG"
 
 
 # --------------------------------------------------------------------------- orientation, ICC, EXIF
@@ -219,9 +224,21 @@ def test_exif_orientation_6_reads_upright(tmp_path):
     assert 0x0112 not in kept and kept[0x010F] == "TestCam"
 
     out = write_image(tmp_path / "out.jpg", li.rgb, like=li)
-    written = Image.open(out)
+    written = pil_open(out)
     assert written.size == (20, 40)
     assert written.getexif().get(0x0112, 1) == 1 and written.getexif()[0x010F] == "TestCam"
+
+
+def test_tiff_layout_tags_are_not_carried_as_exif(tmp_path):
+    path = save_pil(tmp_path / "in.tif", noise(6, 7), tiffinfo={271: "ScanCo", 274: 3})
+    li = read_image(path)
+    assert li.rgb.shape == (6, 7, 3)
+    kept = Image.Exif()
+    kept.load(li.exif)
+    assert kept[271] == "ScanCo"
+    assert not {256, 257, 273, 274, 279} & set(kept)
+    out = write_image(tmp_path / "out.jpg", li.rgb, like=li)
+    assert pil_open(out).getexif()[271] == "ScanCo"
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -230,7 +247,7 @@ def test_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
     exif = Image.Exif()
     exif[0x0112] = orientation
     path = save_pil(tmp_path / "o.png", src, exif=exif.tobytes())
-    expected = np.array(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    expected = np.array(ImageOps.exif_transpose(pil_open(path)).convert("RGB"))
     assert np.array_equal(as8(read_image(path).rgb), expected)
 
 
@@ -255,7 +272,7 @@ def test_icc_profile_survives_8bit_read_write(tmp_path, ext):
     li = read_image(path)
     assert li.icc_profile == icc
     out = write_image(tmp_path / f"out{ext}", li.rgb, like=li)
-    assert Image.open(out).info.get("icc_profile") == icc
+    assert pil_open(out).info.get("icc_profile") == icc
 
 
 def test_icc_profile_and_exif_survive_16bit_png(tmp_path):
@@ -273,7 +290,7 @@ def test_icc_profile_and_exif_survive_16bit_png(tmp_path):
     out = write_image(tmp_path / "out.png", li.rgb, like=li)
     data = out.read_bytes()
     assert png_chunk_types(data)[:3] == [b"IHDR", b"iCCP", b"eXIf"]
-    written = Image.open(out)
+    written = pil_open(out)
     assert written.info["icc_profile"] == icc
     assert written.getexif()[0x010F] == "Cam16"
     assert np.array_equal(read_cv2(out), src)  # chunk insertion left the pixels intact
@@ -284,7 +301,7 @@ def test_gray_result_keeps_gray_icc_but_colour_result_drops_it(tmp_path):
     li = read_image(save_pil(tmp_path / "in.png", noise(8, 8), icc_profile=srgb_icc()))
     li.icc_profile = gray_icc
     out = write_image(tmp_path / "out.png", li.rgb, like=li)
-    assert "icc_profile" not in Image.open(out).info  # would mislabel RGB pixels
+    assert "icc_profile" not in pil_open(out).info  # would mislabel RGB pixels
 
 
 # --------------------------------------------------------------------------- modes
@@ -327,7 +344,7 @@ def test_la_png(tmp_path):
     assert np.array_equal(as8(li.rgb[:, :, 1]), src[:, :, 0])
     assert np.array_equal(as8(li.alpha), src[:, :, 1])
     out = write_image(tmp_path / "out.png", li.rgb, li.alpha, like=li)
-    back = Image.open(out)
+    back = pil_open(out)
     assert back.mode == "LA" and np.array_equal(np.array(back), src)
 
 
@@ -370,8 +387,8 @@ def test_every_listed_extension_reads(tmp_path, ext):
     src[:, :3] = (200, 30, 30)
     path = save_pil(tmp_path / f"x{ext}", src)
     li = read_image(path)
-    assert li.format == Image.open(path).format
-    assert np.array_equal(as8(li.rgb), np.array(Image.open(path).convert("RGB")))
+    assert li.format == pil_open(path).format
+    assert np.array_equal(as8(li.rgb), np.array(pil_open(path).convert("RGB")))
 
 
 # --------------------------------------------------------------------------- refusals
@@ -420,6 +437,39 @@ def test_oversized_header_refused_before_decoding(tmp_path, monkeypatch):
         read_image(path, max_pixels=1999)
     assert loaded == []
     assert DEFAULT_MAX_PIXELS == 100_000_000
+
+
+def test_pillow_bomb_check_gives_our_message(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_with_size(_png_bytes(noise(4, 4)), 60000, 60000))
+    with pytest.raises(PixmendError) as info:
+        read_image(path)
+    assert str(info.value) == f"{path}: image too large (3,600,000,000 pixels; the limit is 100,000,000)"
+
+
+@pytest.mark.parametrize(
+    "exc", [struct.error("unpack requires a buffer"), zlib.error("bad"), ValueError("x"), EOFError(), MemoryError()]
+)
+def test_no_raw_exception_escapes(tmp_path, monkeypatch, exc):
+    import pixmend.io as pio
+
+    def explode(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(pio, "_pil_to_arrays", explode)
+    path = save_pil(tmp_path / "ok.png", noise(4, 4))
+    with pytest.raises(PixmendError) as info:
+        read_image(path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_corrupt_header_fields_are_refused(tmp_path):
+    data = bytearray(save_pil(tmp_path / "ok.bmp", noise(4, 4)).read_bytes())
+    data[30:34] = struct.pack("<I", 117)  # unknown BMP compression
+    path = tmp_path / "bad.bmp"
+    path.write_bytes(bytes(data))
+    with pytest.raises(PixmendError, match=r"bad\.bmp: cannot decode image \(Unsupported BMP compression"):
+        read_image(path)
 
 
 def test_missing_file_and_folder_are_refused(tmp_path):
@@ -482,7 +532,7 @@ def test_write_is_atomic_and_refuses_to_overwrite(tmp_path):
     assert out.read_bytes() == before
 
     write_image(out, np.zeros((5, 5, 3)), overwrite=True)
-    assert np.array_equal(np.array(Image.open(out)), np.zeros((5, 5, 3), np.uint8))
+    assert np.array_equal(np.array(pil_open(out)), np.zeros((5, 5, 3), np.uint8))
     assert [p.name for p in out.parent.iterdir()] == ["out.png"]
 
 
@@ -506,38 +556,56 @@ def test_format_selection(tmp_path):
     li.format = "WEBP"
     # fmt wins and fixes the extension
     out = write_image(tmp_path / "a.png", rgb, fmt="jpg")
-    assert out == tmp_path / "a.jpg" and Image.open(out).format == "JPEG"
+    assert out == tmp_path / "a.jpg" and pil_open(out).format == "JPEG"
     assert not (tmp_path / "a.png").exists()
     # the extension decides when there is no fmt
-    assert Image.open(write_image(tmp_path / "b.tiff", rgb, like=li)).format == "TIFF"
+    assert pil_open(write_image(tmp_path / "b.tiff", rgb, like=li)).format == "TIFF"
     # an unknown extension falls back on the source's format
-    assert Image.open(write_image(tmp_path / "c.out", rgb, like=li)).format == "WEBP"
+    assert pil_open(write_image(tmp_path / "c.out", rgb, like=li)).format == "WEBP"
     with pytest.raises(PixmendError, match="unknown image extension"):
         write_image(tmp_path / "d.xyz", rgb)
     with pytest.raises(PixmendError, match="cannot write format"):
         write_image(tmp_path / "e.png", rgb, fmt="PSD")
     # alpha where the format has it, dropped (not composited) where it does not
-    assert Image.open(write_image(tmp_path / "f.webp", rgb, alpha)).mode == "RGBA"
-    jpg = Image.open(write_image(tmp_path / "g.jpg", rgb, alpha))
+    assert pil_open(write_image(tmp_path / "f.webp", rgb, alpha)).mode == "RGBA"
+    jpg = pil_open(write_image(tmp_path / "g.jpg", rgb, alpha))
     assert jpg.mode == "RGB"
-    assert Image.open(write_image(tmp_path / "h.bmp", rgb, alpha)).mode == "RGB"
+    assert pil_open(write_image(tmp_path / "h.bmp", rgb, alpha)).mode == "RGB"
 
 
 def test_write_rounding_and_clipping(tmp_path):
-    rgb = np.array([[[-0.5, 0.5 / 255, 1.7], [np.nan, 0.998, 1 / 255 * 0.49]]], np.float32)
-    with pytest.raises(PixmendError, match=r"float values must be in \[0, 1\]"):
-        write_image(tmp_path / "bad.png", rgb)
-    rgb = np.array([[[-0.005, 0.6 / 255, 1.005], [np.nan, 0.998, 0.49 / 255]]], np.float32)
+    rgb = np.array([[[-0.5, 0.6 / 255, 1.7], [np.nan, 0.998, 0.49 / 255]]], np.float64)
+    original = rgb.copy()
     out = write_image(tmp_path / "ok.png", rgb)
-    assert np.array(Image.open(out)).tolist() == [[[0, 1, 255], [0, 254, 0]]]
+    assert np.array(pil_open(out)).tolist() == [[[0, 1, 255], [0, 254, 0]]]
+    assert np.array_equal(rgb, original, equal_nan=True)  # the caller's array is untouched
+    assert np.array(pil_open(write_image(tmp_path / "u16.png", np.full((2, 2, 3), 65535, np.uint16)))).min() == 255
+
+
+def test_gif_output_keeps_binary_transparency(tmp_path):
+    rgb = np.zeros((4, 4, 3))
+    rgb[:, :, 0] = 1.0
+    alpha = np.ones((4, 4))
+    alpha[0, 0] = 0.0
+    li = read_image(write_image(tmp_path / "x.gif", rgb, alpha))
+    assert np.array_equal(li.alpha, alpha) and np.array_equal(li.rgb[1, 1], [1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".webp", ".gif"])
+def test_gray_alpha_keeps_alpha_in_every_alpha_format(tmp_path, ext):
+    src = noise(5, 6, 2)
+    src[:, :, 1] = np.where(src[:, :, 1] > 127, 255, 0)  # GIF only has on/off transparency
+    li = from_array_or_pil(src)
+    back = read_image(write_image(tmp_path / f"x{ext}", li.rgb, li.alpha, like=li))
+    assert np.array_equal(as8(back.alpha), src[:, :, 1])
 
 
 def test_gray_source_with_colour_result_is_written_rgb(tmp_path):
     li = read_image(save_pil(tmp_path / "g.png", noise(4, 4, 0)))
     tinted = li.rgb.copy()
     tinted[:, :, 0] = 1.0
-    assert Image.open(write_image(tmp_path / "c.png", tinted, like=li)).mode == "RGB"
-    assert Image.open(write_image(tmp_path / "g2.png", li.rgb, like=li)).mode == "L"
+    assert pil_open(write_image(tmp_path / "c.png", tinted, like=li)).mode == "RGB"
+    assert pil_open(write_image(tmp_path / "g2.png", li.rgb, like=li)).mode == "L"
 
 
 def test_write_rejects_bad_shapes(tmp_path):

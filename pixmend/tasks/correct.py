@@ -24,6 +24,7 @@ TILE, OVERLAP = 512, 64  # OVERLAP/4 ≥ the local stage's receptive-field radiu
 # --------------------------------------------------------------------------------------------- inference
 def gl_correct(rgb: np.ndarray, model, device="cpu", tile: int = TILE, progress=None) -> np.ndarray:
     x = to_tensor(rgb, device)
+    h, w = x.shape[-2:]
     with torch.inference_mode():
         p = model.estimate(x)
         model_cl = model.to(memory_format=torch.channels_last)  # ~2.5× faster convolutions on CPU
@@ -33,7 +34,11 @@ def gl_correct(rgb: np.ndarray, model, device="cpu", tile: int = TILE, progress=
             return model_cl.apply_local(y.contiguous(memory_format=torch.channels_last), p.cond)
 
         margin = model.cfg.local_margin
-        out = _tiled(run, x, tile, max(OVERLAP, 4 * margin), progress)
+        # The local stage works on 2×2 pixel groups (pixel-unshuffle), so every tile must start on an even
+        # pixel or its groups differ from the untiled ones: pad to an even size (replicate, as apply_local does
+        # untiled) and use an even tile, so all tile starts are even, then crop.
+        xp = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate") if (h % 2 or w % 2) else x
+        out = _tiled(run, xp, tile - tile % 2, max(OVERLAP, 4 * margin), progress)[..., :h, :w]
     return to_numpy(out)
 
 
