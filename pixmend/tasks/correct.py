@@ -25,9 +25,12 @@ TILE, OVERLAP = 512, 64  # OVERLAP/4 ≥ the local stage's receptive-field radiu
 def gl_correct(rgb: np.ndarray, model, device="cpu", tile: int = TILE, progress=None) -> np.ndarray:
     x = to_tensor(rgb, device)
     h, w = x.shape[-2:]
+    # ~2.5× faster convolutions on CPU. Converted outside inference_mode: Module.to() swaps the parameters in
+    # place, and inside inference_mode they would become inference tensors that can no longer be trained
+    # (the trainer's preview calls this on the model being trained).
+    model_cl = model.to(memory_format=torch.channels_last)
     with torch.inference_mode():
         p = model.estimate(x)
-        model_cl = model.to(memory_format=torch.channels_last)  # ~2.5× faster convolutions on CPU
 
         def run(t):
             y = model.apply_global(t, p)
