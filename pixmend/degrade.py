@@ -68,6 +68,8 @@ def sample_cast(rng: np.random.Generator, warm: bool = True) -> CastParams:
         # Sampled a little wider than measured so unseen generators are still covered.
         gains = np.array([rng.uniform(0.78, 1.04), rng.uniform(0.78, 0.98), rng.uniform(0.55, 0.90)])
         offset = np.array([rng.uniform(-0.02, 0.10), rng.uniform(-0.03, 0.07), rng.uniform(-0.08, 0.04)])
+        # warm means red ≥ green ≥ blue in both gain and offset (yellow/orange, never magenta)
+        gains, offset = np.sort(gains)[::-1], np.sort(offset)[::-1]
     else:
         gains = rng.uniform(0.72, 1.12, size=3)
         offset = rng.uniform(-0.06, 0.06, size=3)

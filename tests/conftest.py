@@ -7,6 +7,19 @@ import pytest
 import torch
 from PIL import Image
 
+# One intra-op thread: these tensors are tiny, and with more threads than free cores (CI runners, or a
+# training running beside the tests) OpenMP spin-waiting makes small ops up to 100× slower.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread(monkeypatch):
+    """Keep the CLI / API from raising the thread count back to os.cpu_count() (see above)."""
+    import pixmend.tasks.common as common
+
+    monkeypatch.setattr(common, "set_threads", lambda: None)
+    torch.set_num_threads(1)
+
 # A GLTransformer small enough to build, run and train in milliseconds.
 TINY_GL = dict(thumb_size=32, token_grid=4, dim=32, depth=1, heads=2, local_width=8, local_depth=1,
                stem_channels=8, curve_knots=8)

@@ -115,7 +115,11 @@ def load_weights(model, path: Path) -> None:
         state = load_file(str(path))
     except Exception as e:  # corrupt or not a safetensors file
         raise PixmendError(f"{path}: cannot read weights ({e.__class__.__name__}: {e})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError:  # strict=False still raises on shape mismatches (card config ≠ weights)
+        raise PixmendError(f"{path}: weights do not match the architecture "
+                           f"(tensor shapes differ from the config in its model card)") from None
     if missing or unexpected:
         raise PixmendError(f"{path}: weights do not match the architecture "
                            f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")

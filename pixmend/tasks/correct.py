@@ -56,6 +56,7 @@ def window_indices(h: int, w: int, n: int, mode: str, stride: int, seed: int = 0
     mode = mode.upper()
     total = h * w
     if mode == "1D":
+        stride = min(stride, n)  # a longer stride would skip pixels (left black)
         last = max(total - n, 0)
         starts = list(range(0, last + 1, stride))
         if starts[-1] != last:
@@ -64,6 +65,7 @@ def window_indices(h: int, w: int, n: int, mode: str, stride: int, seed: int = 0
         return idx.clamp(max=total - 1)
     if mode == "2D":
         side = int(round(math.sqrt(n)))
+        stride = min(stride, side)  # e.g. the default stride n/2 is longer than the patch side: gaps
 
         def starts_for(size):
             last = max(size - side, 0)
