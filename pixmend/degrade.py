@@ -54,7 +54,7 @@ class DegradeConfig:
     p_clean: float = 0.12
     p_cast_only: float = 0.20
     p_sharpen_only: float = 0.13  # the rest (≈55%) get cast + sharpening
-    p_warm: float = 0.8  # warm (GPT-like) cast vs a cast in a random direction
+    p_warm: float = 0.9  # warm (GPT-like) cast vs a milder cast in a random direction
     p_jpeg: float = 0.3
     jpeg_range: tuple = (70, 95)
     radius_range: tuple = (0.5, 3.0)
@@ -63,23 +63,24 @@ class DegradeConfig:
 
 
 def sample_cast(rng: np.random.Generator, warm: bool = True) -> CastParams:
+    """A GPT-like cast. Real casts are consistent in direction (GUIDE §5: the corrections needed blue gain
+    1.30–1.63, green 1.07–1.23, red 1.00–1.34), so one *warmth* latent drives all channels, with per-channel
+    jitter, mild mixing and tone/saturation changes around it. ``warm=False`` gives a milder cast in a random
+    direction so the model does not assume every tint is orange."""
     if warm:
-        # Inverse of the measured corrections: blue gain 1.30–1.63 → ×0.61–0.77, green ×0.81–0.93, red ×0.75–1.0.
-        # Sampled a little wider than measured so unseen generators are still covered.
-        gains = np.array([rng.uniform(0.78, 1.04), rng.uniform(0.78, 0.98), rng.uniform(0.55, 0.90)])
-        offset = np.array([rng.uniform(-0.02, 0.10), rng.uniform(-0.03, 0.07), rng.uniform(-0.08, 0.04)])
-        # warm means red ≥ green ≥ blue in both gain and offset (yellow/orange, never magenta)
-        gains, offset = np.sort(gains)[::-1], np.sort(offset)[::-1]
+        w = rng.uniform(0.35, 1.0)
+        loss = np.array([rng.uniform(-0.04, 0.22), rng.uniform(0.06, 0.22), rng.uniform(0.25, 0.45)])
+        gains = 1.0 - w * loss  # blue ×0.55–0.91, green ×0.78–0.98, red ×0.78–1.04
+        offset = w * np.array([rng.uniform(0.0, 0.06), rng.uniform(-0.01, 0.04), rng.uniform(-0.05, 0.01)])
     else:
-        gains = rng.uniform(0.72, 1.12, size=3)
-        offset = rng.uniform(-0.06, 0.06, size=3)
+        gains = rng.uniform(0.85, 1.1, size=3)
+        offset = rng.uniform(-0.03, 0.03, size=3)
     matrix = np.diag(gains)
-    off_diag = np.clip(rng.normal(0.0, 0.05, size=(3, 3)), -0.15, 0.15)
+    off_diag = np.clip(rng.normal(0.0, 0.03, size=(3, 3)), -0.1, 0.1)
     np.fill_diagonal(off_diag, 0.0)
     matrix = matrix + off_diag
-    base_gamma = rng.uniform(0.8, 1.25)
-    gamma = base_gamma * rng.uniform(0.95, 1.05, size=3)
-    saturation = float(rng.uniform(0.8, 1.3))
+    gamma = rng.uniform(0.9, 1.12) * rng.uniform(0.97, 1.03, size=3)
+    saturation = float(rng.uniform(0.9, 1.2))
     return CastParams(matrix.tolist(), offset.tolist(), gamma.tolist(), saturation)
 
 

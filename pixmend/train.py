@@ -315,7 +315,8 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
     def validate() -> float:
         model.eval()
         losses: dict[str, list] = {}
-        loader = DataLoader(val_ds, batch_size=per_rank_batch, shuffle=False, num_workers=0)
+        loader = DataLoader(val_ds, batch_size=per_rank_batch, shuffle=False, num_workers=0,
+                            generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             for i, b in enumerate(loader):
                 if i >= int(cfg["val_batches"]):
@@ -353,8 +354,11 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
                 train_ds.set_epoch(epoch)
             sampler = _EpochSampler(len(train_ds), int(cfg["seed"]), epoch, pos * per_rank_batch,
                                     dist.rank, dist.world)
+            # a private generator: creating the iterator must not consume the global RNG (dropout), so a
+            # resumed run draws exactly the same random numbers as an uninterrupted one
             loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
-                                num_workers=int(cfg["num_workers"]))
+                                num_workers=int(cfg["num_workers"]),
+                                generator=torch.Generator().manual_seed(int(cfg["seed"]) * 7919 + epoch))
             for b in loader:
                 lr = noam_lr(step + 1, float(cfg["peak_learning_rate"]), int(cfg["warmup_steps"]))
                 for g in opt.param_groups:

@@ -25,6 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+STAT_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
 @dataclass
 class GLTransformerConfig:
     thumb_size: int = 128  # global stage input, pixels per side
@@ -64,6 +67,9 @@ class GLTransformer(nn.Module):
         self.patch_embed = nn.Conv2d(c, cfg.dim, patch, stride=patch)
         n_tokens = cfg.token_grid**2
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+        # Colour-constancy prior: per-channel mean and quantiles of the thumbnail, embedded into [CLS]. Gray-world
+        # and white-patch are functions of exactly these numbers, so the Transformer starts from a strong cue.
+        self.stats_embed = nn.Linear(3 * (len(STAT_QUANTILES) + 1), cfg.dim)
         self.pos = nn.Parameter(torch.randn(1, n_tokens + 1, cfg.dim) * 0.02)
         layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, dim_feedforward=2 * cfg.dim, dropout=0.0,
                                            activation="gelu", batch_first=True, norm_first=True)
@@ -95,9 +101,11 @@ class GLTransformer(nn.Module):
 
     def estimate(self, x: torch.Tensor) -> GlobalParams:
         """Look at the whole image (any size) and decide the colour transform. x: (B, 3, H, W) in [0, 1]."""
-        t = self.thumbnail(x) - 0.5
+        thumb = self.thumbnail(x)
+        t = thumb - 0.5
         tokens = self.patch_embed(self.stem(t)).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos
+        cls = self.cls + self.stats_embed(self.image_stats(thumb)).unsqueeze(1)
+        tokens = torch.cat([cls, tokens], dim=1) + self.pos
         feat = self.norm(self.encoder(tokens))[:, 0]
         b = len(feat)
         k = self.cfg.curve_knots
@@ -107,6 +115,13 @@ class GLTransformer(nn.Module):
         matrix = torch.eye(3, device=x.device, dtype=feat.dtype).expand(b, 3, 3) + a[:, :9].view(b, 3, 3)
         return GlobalParams(curves=curves, matrix=matrix, offset=a[:, 9:],
                             sharpen=self.head_sharpen(feat).squeeze(-1), cond=self.head_cond(feat))
+
+    @staticmethod
+    def image_stats(thumb: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) → (B, 3·(Q+1)): per-channel mean and quantiles, centred on 0."""
+        flat = thumb.flatten(2)
+        q = torch.quantile(flat, torch.tensor(STAT_QUANTILES, device=thumb.device, dtype=thumb.dtype), dim=2)
+        return torch.cat([flat.mean(2, keepdim=True), q.permute(1, 2, 0)], dim=2).flatten(1) - 0.5
 
     @staticmethod
     def apply_curves(x: torch.Tensor, curves: torch.Tensor) -> torch.Tensor:

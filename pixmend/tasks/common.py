@@ -76,11 +76,17 @@ def run_batch(inputs: list[str], out: str, process: Callable, overwrite: bool = 
         from tqdm import tqdm
 
         bar = tqdm(total=len(plan), desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def say(msg: str) -> None:  # through the bar when there is one, so each message gets a line of its own
+        if bar is not None:
+            bar.write(msg, file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr)
+
     try:
         for src, dst in plan:
             if interrupted["flag"]:
-                print("pixmend: stopped by SIGTERM; finished outputs are complete, the rest were not started",
-                      file=sys.stderr)
+                say("pixmend: stopped by SIGTERM; finished outputs are complete, the rest were not started")
                 return 130
             try:
                 if dst.exists() and not overwrite:
@@ -88,15 +94,15 @@ def run_batch(inputs: list[str], out: str, process: Callable, overwrite: bool = 
                 kw = {"max_pixels": max_pixels} if max_pixels else {}
                 loaded = io.read_image(src, **kw)
                 for note in loaded.notes:
-                    print(f"{src}: note: {note}", file=sys.stderr)
+                    say(f"{src}: note: {note}")
                 rgb, alpha = process(loaded)
                 io.write_image(dst, rgb, alpha, like=loaded, overwrite=overwrite)
             except PixmendError as e:
                 failures += 1
-                print(f"pixmend: {error_line(src, e)}", file=sys.stderr)
+                say(f"pixmend: {error_line(src, e)}")
             except (RuntimeError, ValueError, MemoryError, OSError) as e:
                 failures += 1
-                print(f"pixmend: {error_line(src, e)}", file=sys.stderr)
+                say(f"pixmend: {error_line(src, e)}")
             if bar:
                 bar.update(1)
     finally:
