@@ -5,6 +5,7 @@
 - ``PixelDataset``: the seed's pixel sequences (modes ``1D``, ``2D``, ``RAND``) over paired images.
 - ``SyntheticCorrectionDataset``: random crops of clean photos degraded on the fly (``degrade.py``).
 - ``PairedCropDataset``: aligned random crops from the user's own before/after folders.
+- ``SRDataset``: (LR, HR) super-resolution pairs: random HR crops, LR by a random downsampling.
 """
 
 from __future__ import annotations
@@ -218,3 +219,125 @@ class PairedCropDataset(Dataset):
             return np.ascontiguousarray(m[:, ::-1] if flip else m).astype(np.float32) / 255.0
 
         return chw(view(a)), chw(view(b)), torch.tensor(-1.0)  # -1: sharpening amount unknown
+
+
+class SRDataset(Dataset):
+    """(lr, hr) pairs for super-resolution, made on the fly from clean photos; seeded per (epoch, index).
+
+    A random ``lr_crop·scale`` HR square (smaller only when a photo is), randomly rotated by a multiple of 90°
+    and flipped, and its LR version by ``degrade.random_downsample`` (bilinear, bicubic or area, uniformly).
+    ``fixed=True`` (validation) draws the same crops every epoch. Items are float tensors (3, c, c) and
+    (3, c·s, c·s) in [0, 1].
+    """
+
+    def __init__(self, images: list[np.ndarray], scale: int = 2, lr_crop: int = 48, length: int = 4096,
+                 seed: int = 0, fixed: bool = False, methods: tuple = degrade.DOWNSAMPLE_METHODS):
+        if not images:
+            raise PixmendError("no training images")
+        self.images, self.scale, self.lr_crop, self.length = images, int(scale), int(lr_crop), int(length)
+        self.seed, self.fixed, self.methods = seed, fixed, tuple(methods)
+        self.epoch = 0
+        smallest = min(min(im.shape[:2]) for im in images)
+        if smallest < self.scale:
+            raise PixmendError(f"training images must be at least {self.scale} pixels on each side")
+        self.hr_crop = min(self.lr_crop, smallest // self.scale) * self.scale
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index])
+        img = self.images[int(rng.integers(len(self.images)))]
+        h, w = img.shape[:2]
+        c = self.hr_crop
+        y0, x0 = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+        hr = np.rot90(img[y0:y0 + c, x0:x0 + c], int(rng.integers(0, 4)))
+        if rng.uniform() < 0.5:
+            hr = hr[:, ::-1]
+        hr = np.ascontiguousarray(hr).astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
+        lr, _ = degrade.random_downsample(hr, self.scale, rng, self.methods)
+        return chw(lr), chw(hr)
+
+
+# ------------------------------------------------------------------------------- token crops (generate)
+def labelled_image_files(folder: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """Images in ``folder`` and in its sub-folders; each sub-folder's name is the label of its images.
+    Returns ([(path, label index)], label names); images directly in ``folder`` get label -1 (none)."""
+    folder = Path(folder)
+    items = [(p, -1) for p in image_files(folder)]
+    subs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and image_files(d))
+    names = [d.name for d in subs]
+    for i, d in enumerate(subs):
+        items += [(p, i) for p in image_files(d)]
+    return items, names
+
+
+def shrink_short_side(img: np.ndarray, short: int) -> np.ndarray:
+    """Downscale (LANCZOS) so the shorter side is ``short``; smaller images are returned as they are."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    if min(h, w) <= short:
+        return img
+    s = short / min(h, w)
+    size = (max(short, round(w * s)), max(short, round(h * s)))
+    return np.asarray(Image.fromarray(degrade.to_uint8(img) if img.dtype != np.uint8 else img)
+                      .resize(size, Image.Resampling.LANCZOS))
+
+
+def square_resize(img: np.ndarray, size: int, y0: int | None = None, x0: int | None = None,
+                  side: int | None = None) -> np.ndarray:
+    """A square crop (centred unless ``y0, x0, side`` are given) resized to size×size; float32 [0, 1]."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    side = side or min(h, w)
+    y0 = (h - side) // 2 if y0 is None else y0
+    x0 = (w - side) // 2 if x0 is None else x0
+    crop = img[y0:y0 + side, x0:x0 + side]
+    u8 = crop if crop.dtype == np.uint8 else degrade.to_uint8(crop)
+    if side != size:
+        u8 = np.asarray(Image.fromarray(np.ascontiguousarray(u8)).resize((size, size), Image.Resampling.LANCZOS))
+    return u8.astype(np.float32) / 255.0
+
+
+class TokenCropDataset(Dataset):
+    """(tokens (L,) int64, label int64) for the autoregressive model: a random square crop (a random fraction
+    ``scale_range`` of the shorter side) of a photo, resized to size×size, flipped left-right at random and
+    tokenised (``pixmend.tokens``). Seeded per (seed, epoch, index); ``fixed`` ignores the epoch (validation)."""
+
+    def __init__(self, images: list[np.ndarray], labels: list[int] | None, tokenizer, size: int = 32,
+                 length: int = 4096, seed: int = 0, scale_range=(0.35, 1.0), flip: bool = True, fixed: bool = False):
+        if not images:
+            raise PixmendError("no training images")
+        self.images, self.tokenizer, self.size, self.length, self.seed = images, tokenizer, size, length, seed
+        self.labels = list(labels) if labels is not None else [-1] * len(images)
+        self.scale_range, self.flip, self.fixed = tuple(scale_range), flip, fixed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def crop(self, index: int) -> tuple[np.ndarray, int]:
+        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index])
+        i = int(rng.integers(len(self.images)))
+        img = self.images[i]
+        h, w = img.shape[:2]
+        short = min(h, w)
+        side = int(np.clip(round(rng.uniform(*self.scale_range) * short), min(self.size, short), short))
+        y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        out = square_resize(img, self.size, y0, x0, side)
+        if self.flip and rng.uniform() < 0.5:
+            out = np.ascontiguousarray(out[:, ::-1])
+        return out, self.labels[i]
+
+    def __getitem__(self, index: int):
+        rgb, label = self.crop(index)
+        tokens = self.tokenizer.encode(rgb).reshape(-1)
+        return torch.from_numpy(tokens.astype(np.int64)), torch.tensor(label, dtype=torch.long)

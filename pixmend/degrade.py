@@ -208,3 +208,54 @@ def illustrate(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         g = (g - g.min()) / max(g.max() - g.min(), 1e-6)
         out = out * (0.8 + 0.25 * g[..., None])
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------- downsampling (super-resolution)
+
+DOWNSAMPLE_METHODS = ("bilinear", "bicubic", "area")
+
+
+def crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of ``scale`` (the SR-benchmark convention)."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def downsample(hr: np.ndarray, scale: int, method: str = "bicubic") -> np.ndarray:
+    """Low-resolution version of ``hr`` (float (H, W, 3) or (H, W) in [0, 1]) by Pillow's antialiased resizers.
+
+    ``hr`` is first cropped to a multiple of ``scale`` (bottom/right), so the result is exactly
+    ``(H // scale, W // scale)`` and LR pixel i covers HR pixels [i·s, (i+1)·s): pixel centres at half-integers,
+    no sub-pixel shift (the ``align_corners=False`` convention that ``WindowSR``'s bicubic base uses too).
+    Each channel is resized as a 32-bit float image, so nothing is quantised. ``area`` is the box filter
+    (the exact mean of each s×s block).
+    """
+    from PIL import Image
+
+    filters = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+               "area": Image.Resampling.BOX}
+    if method not in filters:
+        raise ValueError(f"downsampling method must be one of {', '.join(DOWNSAMPLE_METHODS)}, not '{method}'")
+    scale = int(scale)
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer, not {scale}")
+    hr = crop_to_multiple(np.asarray(hr, dtype=np.float32), scale)
+    h, w = hr.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"image smaller than the scale factor {scale}")
+    if scale == 1:
+        return hr.copy()
+    size = (w // scale, h // scale)
+    planes = hr[..., None] if hr.ndim == 2 else hr
+    out = [np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c])).resize(size, filters[method]),
+                      dtype=np.float32) for c in range(planes.shape[-1])]
+    lr = np.stack(out, -1)
+    lr = lr[..., 0] if hr.ndim == 2 else lr
+    return np.clip(lr, 0.0, 1.0).astype(np.float32)
+
+
+def random_downsample(hr: np.ndarray, scale: int, rng: np.random.Generator,
+                      methods: tuple = DOWNSAMPLE_METHODS) -> tuple[np.ndarray, str]:
+    """The seed's LR recipe: a uniformly chosen bilinear, bicubic or area downsampling. Returns (lr, method)."""
+    method = methods[int(rng.integers(len(methods)))]
+    return downsample(hr, scale, method), method

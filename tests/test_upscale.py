@@ -1,0 +1,299 @@
+"""Super-resolution: WindowSR model, downsampling, SRDataset, UpscaleTask (loss, training), tiling, CLI, eval."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pixmend import degrade
+from pixmend.cli import main
+from pixmend.data import SRDataset
+from pixmend.metrics import sobel_edges as np_sobel
+from pixmend.models.registry import DEFAULT_MODELS, build_model, create_model, list_models
+from pixmend.models.window_sr import WindowSR, bicubic_upsample, flops
+from pixmend.tasks.upscale import UpscaleTask, bicubic_upscale, evaluate, sobel_edges, upscale_rgb
+from pixmend.tiling import tiled_apply
+
+from conftest import save_png, synth_image, to_u8
+
+TINY_SR = dict(dim=12, depth=2, heads=2, window=4)
+
+
+def tiny(scale: int = 2, seed: int = 0, perturb: bool = True, **over) -> WindowSR:
+    """A tiny WindowSR; ``perturb`` randomises the zero-initialised residual head so it is not bicubic."""
+    torch.manual_seed(seed)
+    m = build_model(f"window-sr-x{scale}", {**TINY_SR, **over})
+    if perturb:
+        with torch.no_grad():
+            m.head.weight.normal_(0.0, 0.05)
+            m.head.bias.normal_(0.0, 0.02)
+    return m.eval()
+
+
+# ------------------------------------------------------------------------------------------------- model
+@pytest.mark.parametrize("scale", [2, 4])
+def test_output_shape_odd_sizes(scale):
+    m = tiny(scale)
+    for h, w in ((13, 7), (1, 5), (9, 9)):
+        with torch.no_grad():
+            y = m(torch.rand(2, 3, h, w))
+        assert y.shape == (2, 3, h * scale, w * scale)
+        assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_untrained_model_is_bicubic(scale):
+    m = build_model(f"window-sr-x{scale}", TINY_SR).eval()
+    assert m.cfg.scale == scale
+    x = torch.rand(1, 3, 11, 14)
+    with torch.no_grad():
+        assert torch.allclose(m(x), bicubic_upsample(x, scale), atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_upsample_matches_torch_geometry(scale):
+    x = torch.rand(2, 3, 9, 7)
+    torch_bicubic = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)  # Keys a = -0.75
+    assert torch.allclose(bicubic_upsample(x, scale, a=-0.75), torch_bicubic, atol=1e-5)
+    assert torch.allclose(bicubic_upsample(torch.full((1, 1, 3, 4), 0.3), scale), torch.tensor(0.3))
+
+
+def test_default_size_and_flops():
+    m = build_model("window-sr-x2", {})
+    n = sum(p.numel() for p in m.parameters())
+    assert 100_000 < n < 300_000  # sized for a 2-core CPU (docstring: 0.15 M)
+    small = tiny(2)
+    f = flops(small, 16, 16)
+    assert f > 0 and flops(small, 32, 32) == pytest.approx(4 * f, rel=0.05)  # linear in pixels
+
+
+def test_gradients_reach_every_block():
+    m = tiny(2).train()
+    m(torch.rand(1, 3, 12, 12)).square().mean().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+
+
+# --------------------------------------------------------------------------------------------- alignment
+def ramp(h: int, w: int) -> np.ndarray:
+    """A constant-gradient image sampled at pixel centres (x + 0.5), different slope per channel."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    return np.stack([0.1 + 0.7 * xx / w, 0.1 + 0.7 * yy / h, 0.2 + 0.3 * xx / w + 0.3 * yy / h], -1)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("method", ["bilinear", "bicubic", "area"])
+def test_gradient_upscales_aligned_to_hr_grid(scale, method):
+    hr = ramp(64, 48)
+    lr = degrade.downsample(hr, scale, method)
+    assert lr.shape == (64 // scale, 48 // scale, 3)
+    sr = upscale_rgb(lr, build_model(f"window-sr-x{scale}", TINY_SR).eval())
+    assert sr.shape == hr.shape
+    m = 3 * scale  # borders: the resizers treat edges differently
+    err = sr[m:-m, m:-m] - hr[m:-m, m:-m]
+    assert np.abs(err).max() < 1e-4
+    # a half-HR-pixel shift would be ~0.7/48/2 ≈ 7e-3 off: we are far below that, and unbiased
+    assert abs(float(err.mean())) < 1e-5
+
+
+# ------------------------------------------------------------------------------------------------ tiling
+@pytest.mark.parametrize("scale", [2, 4])
+def test_tiled_equals_untiled(scale):
+    x = torch.rand(1, 3, 40, 36)
+    untrained = build_model(f"window-sr-x{scale}", TINY_SR).eval()
+    with torch.no_grad():
+        full = untrained(x)
+    tiled = upscale_rgb(x[0].permute(1, 2, 0).numpy(), untrained, scale, tile=16)
+    assert np.abs(tiled - full.clamp(0, 1)[0].permute(1, 2, 0).numpy()).max() < 1e-4
+    # a trained-like (random) model whose receptive field fits in overlap/4: exact
+    local = tiny(scale, seed=3, depth=1, shift=False)
+    x = torch.rand(1, 3, 64, 56)
+    with torch.no_grad():
+        assert torch.allclose(tiled_apply(local, x, tile=40, overlap=32, scale=scale), local(x), atol=1e-4)
+        # with global channel attention the tiles' statistics differ slightly: close, not exact
+        glob = tiny(scale, seed=4)
+        diff = (tiled_apply(glob, x, tile=40, overlap=32, scale=scale) - glob(x)).abs()
+    assert float(diff.max()) < 5e-3 and float(diff.mean()) < 5e-4
+
+
+# ----------------------------------------------------------------------------------------- downsampling
+def test_downsample_dims_and_methods():
+    hr = synth_image(37, 50, seed=1)
+    for s in (2, 3, 4):
+        outs = {m: degrade.downsample(hr, s, m) for m in degrade.DOWNSAMPLE_METHODS}
+        for m, lr in outs.items():
+            assert lr.shape == (37 // s, 50 // s, 3) and lr.dtype == np.float32, m
+            assert 0.0 <= lr.min() and lr.max() <= 1.0
+        assert not np.allclose(outs["bilinear"], outs["bicubic"])
+    # area is the exact mean of each s×s block (after cropping to a multiple of s)
+    c = degrade.crop_to_multiple(hr, 4)
+    blocks = c.reshape(c.shape[0] // 4, 4, c.shape[1] // 4, 4, 3).mean((1, 3))
+    assert np.allclose(degrade.downsample(hr, 4, "area"), blocks, atol=1e-5)
+    assert degrade.downsample(hr[..., 0], 2, "bicubic").shape == (18, 25)  # gray
+    with pytest.raises(ValueError):
+        degrade.downsample(hr, 2, "lanczos")
+    a, ma = degrade.random_downsample(hr, 2, np.random.default_rng(5))
+    b, mb = degrade.random_downsample(hr, 2, np.random.default_rng(5))
+    assert ma == mb and ma in degrade.DOWNSAMPLE_METHODS and np.array_equal(a, b)
+    seen = {degrade.random_downsample(hr[:8, :8], 2, np.random.default_rng(i))[1] for i in range(30)}
+    assert seen == set(degrade.DOWNSAMPLE_METHODS)
+
+
+def test_srdataset_shapes_and_seeding():
+    imgs = [to_u8(synth_image(40, 52, seed=i)) for i in range(2)]
+    ds = SRDataset(imgs, scale=2, lr_crop=12, length=5, seed=0)
+    lr, hr = ds[0]
+    assert lr.shape == (3, 12, 12) and hr.shape == (3, 24, 24) and lr.dtype == torch.float32
+    assert 0 <= float(hr.min()) and float(hr.max()) <= 1
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0][1], hr)  # fresh crops each epoch
+    val = SRDataset(imgs, scale=4, lr_crop=32, length=3, seed=1, fixed=True)
+    assert val.hr_crop == 40 and val[0][0].shape == (3, 10, 10)  # capped by the photo's size
+    v0 = val[0][1]
+    val.set_epoch(3)
+    assert torch.equal(val[0][1], v0)
+
+
+# -------------------------------------------------------------------------------------------- training
+def test_sobel_matches_metrics():
+    img = synth_image(20, 24, seed=2)
+    t = sobel_edges(torch.from_numpy(img).permute(2, 0, 1)[None])
+    assert np.allclose(t[0, 0].numpy(), np_sobel(img), atol=1e-5)
+
+
+def test_loss_switches_to_edge_weighting_and_validation_is_plain_l1():
+    task = UpscaleTask()
+    cfg = {**task.defaults("window-sr-x2"), "steps": 4, "edge_weight_after": 0.5}
+    m = tiny(2).train()
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+    seen = []
+    for _ in range(4):
+        loss, metrics = task.loss(m, (lr, hr), cfg)
+        seen.append("edge_l1" in metrics)
+        if seen[-1]:
+            assert loss.item() == pytest.approx(metrics["l1"] + metrics["edge_l1"], rel=1e-5)
+    assert seen == [False, False, True, True] and int(m.steps_trained) == 4
+    m.eval()
+    with torch.no_grad():
+        loss, metrics = task.loss(m, (lr, hr), cfg)
+    assert float(loss) == pytest.approx(metrics["l1"]) and int(m.steps_trained) == 4
+
+
+def test_patchgan_switch():
+    task = UpscaleTask()
+    cfg = {**task.defaults("window-sr-x2"), "steps": 2, "gan_weight": 0.1, "gan_after": 0.0}
+    m = tiny(2).train()
+    loss, metrics = task.loss(m, (torch.rand(2, 3, 12, 12), torch.rand(2, 3, 24, 24)), cfg)
+    loss.backward()
+    assert "gan_d" in metrics and "gan_g" in metrics and m.head.weight.grad is not None
+    assert task.defaults("window-sr-x4")["scale"] == 4 and task.defaults("window-sr-x2")["gan_weight"] == 0
+
+
+def test_tiny_training_run(photo_dir, tmp_path):
+    from pixmend.train import train
+
+    over = dict(TINY_SR, lr_crop=8, batch_size=4, samples_per_epoch=12, steps=4, val_batches=1, val_every=2,
+                warmup_steps=2, peak_learning_rate=3e-3, log_every=2, checkpoint_every=100)
+    res = train(UpscaleTask(), "window-sr-x4", photo_dir, tmp_path / "run", overrides=over, device="cpu",
+                progress=False)
+    assert res.steps == 4
+    path = tmp_path / "run" / "model.safetensors"
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["architecture"] == "window-sr-x4" and card["task"] == "upscale" and card["config"]["scale"] == 4
+    model, card = create_model(str(path), task="upscale")
+    assert model.cfg.scale == 4 and model.cfg.dim == 12 and 1 <= int(model.steps_trained) <= 4
+
+
+# ----------------------------------------------------------------------------------------- registry / CLI
+def test_registry_defaults():
+    assert set(list_models("upscale")) == {"window-sr-x2", "window-sr-x4"}
+    assert DEFAULT_MODELS["upscale"] == "window-sr-x2"
+    assert build_model("window-sr-x4", {}).cfg.scale == 4
+
+
+@pytest.fixture(scope="module")
+def tiny_sr_weights(tmp_path_factory):
+    from pixmend.train import save_weights
+
+    path = tmp_path_factory.mktemp("tiny_sr") / "model.safetensors"
+    save_weights(path, tiny(2, seed=7), card={"name": "tiny-sr", "architecture": "window-sr-x2", "task": "upscale",
+                                               "config": {**TINY_SR, "scale": 2}})
+    return path
+
+
+def test_cli_upscale_end_to_end(tiny_sr_weights, tmp_path, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    save_png(d / "a.png", synth_image(20, 26, seed=1))
+    rgba = np.dstack([to_u8(synth_image(18, 14, seed=2)), np.tile(np.linspace(0, 255, 14).astype(np.uint8), (18, 1))])
+    Image.fromarray(rgba, "RGBA").save(d / "b.png")
+    (d / "c.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    rc = main(["upscale", str(d), "-o", str(out), "--model", str(tiny_sr_weights), "--scale", "2", "--device", "cpu"])
+    assert rc == 1  # the bad file is reported, the others written
+    err = capsys.readouterr().err
+    assert "c.png" in err
+    with Image.open(out / "a.png") as im:
+        assert im.size == (52, 40) and im.mode == "RGB"
+    with Image.open(out / "b.png") as im:
+        assert im.size == (28, 36) and im.mode == "RGBA"
+        got = np.asarray(im)
+    want_alpha = bicubic_upscale(rgba[..., 3].astype(np.float32) / 255, 2)
+    assert np.abs(got[..., 3].astype(np.float32) / 255 - want_alpha).max() <= 1 / 255 + 1e-6
+    model, _ = create_model(str(tiny_sr_weights), task="upscale")
+    want_rgb = upscale_rgb(rgba[..., :3].astype(np.float32) / 255, model)
+    assert np.abs(got[..., :3].astype(np.float32) / 255 - want_rgb).max() <= 1 / 255 + 1e-6
+    assert not (out / "c.png").exists()
+    # existing outputs are kept without --overwrite; one file → OUT is a file
+    assert main(["upscale", str(d / "a.png"), "-o", str(out / "a.png"), "--model", str(tiny_sr_weights)]) == 1
+    assert main(["upscale", str(d / "a.png"), "-o", str(out / "a.png"), "--model", str(tiny_sr_weights),
+                 "--overwrite", "--tile", "8"]) == 0
+    capsys.readouterr()
+
+
+def test_cli_upscale_scale_picks_model(tiny_sr_weights, tmp_path, capsys):
+    img = tmp_path / "a.png"
+    save_png(img, synth_image(12, 12))
+    # ×4 requested from a ×2 model: usage error
+    assert main(["upscale", str(img), "-o", str(tmp_path / "o.png"), "--model", str(tiny_sr_weights),
+                 "--scale", "4"]) == 2
+    # no --model: --scale 4 picks window-sr-x4 (no shipped weights in a fresh checkout → a clear error)
+    import pixmend.models.registry as R
+
+    if not R.shipped_weights("window-sr-x4").exists():
+        assert main(["upscale", str(img), "-o", str(tmp_path / "o.png"), "--scale", "4"]) == 1
+        assert "window-sr-x4" in capsys.readouterr().err
+
+
+def test_cli_train_and_eval_upscale(tiny_sr_weights, photo_dir, tmp_path, capsys):
+    assert main(["eval", "upscale", "--data", str(photo_dir), "--model", str(tiny_sr_weights), "--json",
+                 "--limit", "2"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["task"] == "upscale" and res["images"] == 2 and "psnr_y" in res and "ssim_y_bicubic" in res
+    out = tmp_path / "run"
+    assert main(["train", "upscale", "--data", str(photo_dir), "--model", "window-sr-x2", "--steps", "2",
+                 "--batch-size", "2", "--out", str(out), "--no-progress", "--device", "cpu",
+                 "--set", "dim=8", "--set", "depth=2", "--set", "heads=2", "--set", "lr_crop=8",
+                 "--set", "samples_per_epoch=4", "--set", "val_batches=1"]) == 0
+    assert (out / "model.safetensors").exists()
+
+
+def test_eval_returns_psnr_y(tmp_path, photo_dir):
+    untrained = build_model("window-sr-x2", TINY_SR).eval()
+    card = {"architecture": "window-sr-x2"}
+    res = evaluate(untrained, card, photo_dir, progress=False)
+    assert res["images"] == 3 and res["scale"] == 2 and np.isfinite(res["psnr_y"]) and 0 < res["ssim_y"] <= 1
+    assert res["psnr_y"] == pytest.approx(res["psnr_y_bicubic"], abs=1e-4)  # untrained = bicubic
+    # the Set5 layout: DATA/hr + DATA/x2
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "x2").mkdir()
+    hr = synth_image(33, 40, seed=5)
+    save_png(tmp_path / "hr" / "p.png", hr)
+    save_png(tmp_path / "x2" / "p.png", degrade.downsample(hr, 2, "bicubic"))
+    res = evaluate(tiny(2), card, tmp_path, progress=False)
+    assert res["images"] == 1 and np.isfinite(res["psnr_y"])
