@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["correct", "inspect", "create_model", "PixmendError"]
+__all__ = ["correct", "inspect", "upscale", "create_model", "PixmendError"]
 
 from .errors import PixmendError
 
@@ -63,6 +63,20 @@ def inspect(image, model: str | None = None, device: str = "cpu") -> dict:
     img = _prepare(image)
     m, card = get_model(model, "correct", device)
     return inspect_rgb(img.rgb, m, card, device)
+
+
+def upscale(image, scale: int = 2, model: str | None = None, device: str = "cpu"):
+    """Super-resolve ×2 or ×4 (alpha upscaled separately by bicubic). ``model`` defaults to window-sr-x{scale}."""
+    from .tasks.common import get_model, set_threads
+    from .tasks.upscale import upscale_image
+
+    if scale not in (2, 4):
+        raise PixmendError(f"scale must be 2 or 4, not {scale}")
+    set_threads()
+    img = _prepare(image)
+    m, _card = get_model(model or f"window-sr-x{scale}", "upscale", device)
+    rgb, alpha = upscale_image(img.rgb, img.alpha, m, scale, device)
+    return _return_like(image, rgb, alpha)
 
 
 def create_model(name_or_path: str | None = None, task: str = "correct", pretrained: bool = True,

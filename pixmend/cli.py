@@ -62,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 100 MP)")
     add_device(c)
 
+    u = sub.add_parser("upscale", help="super-resolution ×2 or ×4 (window + channel attention Transformer)",
+                       description="Upscale images. One input file: OUT is a file; otherwise OUT is a folder and "
+                                   "each output keeps its input's name and format. Alpha is upscaled by bicubic.")
+    u.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    u.add_argument("-o", "--output", required=True, metavar="OUT")
+    u.add_argument("--scale", type=int, choices=[2, 4], default=None,
+                   help="2 or 4 (default: the model's scale; without --model, 2 → window-sr-x2, 4 → window-sr-x4)")
+    u.add_argument("--model", default=None, help="registry name (window-sr-x2, window-sr-x4) "
+                                                 "or a .safetensors path written by `pixmend train upscale`")
+    u.add_argument("--tile", type=_positive_int, default=256, help="tile side in input pixels (default 256)")
+    u.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    u.add_argument("--max-pixels", type=_positive_int, default=None,
+                   help="refuse larger inputs (default 100 MP / scale², so outputs stay within 100 MP)")
+    add_device(u)
+
     i = sub.add_parser("inspect", help="show the cast and sharpening the corrector estimates")
     i.add_argument("inputs", nargs="+", metavar="IMAGE")
     i.add_argument("--model", default=None)
@@ -93,7 +108,51 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images")
     e.add_argument("--json", action="store_true", help="last stdout line is one JSON object")
     add_device(e)
+
+    def add_sampling(sp):  # complete / generate (pixel-gpt)
+        sp.add_argument("--model", default=None, help="registry name (pixel-gpt [default]) or a .safetensors path "
+                                                     "written by `pixmend train generate`")
+        sp.add_argument("--temperature", type=_non_negative, default=1.0,
+                        help="sampling temperature (default 1; 0 = always the likeliest token)")
+        sp.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k likeliest tokens only")
+        sp.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
+        sp.add_argument("--label", default=None, help="class name or index, for a model trained on labelled "
+                                                      "sub-folders")
+        sp.add_argument("--view-scale", type=_positive_int, default=1,
+                        help="enlarge outputs N× (nearest neighbour) for viewing; the model works at 32×32")
+        sp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        add_device(sp)
+
+    cp = sub.add_parser("complete", help="complete images: keep the top rows, sample the rest (pixel-gpt)",
+                        description="Each image is centre-cropped to a square and reduced to the model's 32×32 "
+                                    "quantised colours; the top --keep fraction of rows is kept and the rest "
+                                    "sampled. One input file: OUT is a file; otherwise OUT is a folder.")
+    cp.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    cp.add_argument("-o", "--output", required=True, metavar="OUT")
+    cp.add_argument("--keep", type=_fraction, default=0.5, help="fraction of rows kept from the top (default 0.5)")
+    add_sampling(cp)
+
+    g = sub.add_parser("generate", help="sample new images (pixel-gpt)",
+                       description="Sample NUM images (32×32) into DIR as seedS_000.png, ... and/or one grid image.")
+    g.add_argument("-o", "--output", default=None, metavar="DIR", help="folder for the images")
+    g.add_argument("--num", type=_positive_int, default=16, help="number of images (default 16)")
+    g.add_argument("--grid", default=None, metavar="FILE", help="also write all samples as one grid image")
+    add_sampling(g)
     return p
+
+
+def _fraction(v: str) -> float:
+    f = float(v)
+    if not 0.0 <= f <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {v}")
+    return f
+
+
+def _non_negative(v: str) -> float:
+    f = float(v)
+    if not f >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, not {v}")
+    return f
 
 
 def _version() -> str:
@@ -128,6 +187,27 @@ def cmd_correct(a) -> int:
         return out, img.alpha
 
     return common.run_batch(a.inputs, a.output, process, a.overwrite, desc="correct", max_pixels=a.max_pixels)
+
+
+def cmd_upscale(a) -> int:
+    from .io import DEFAULT_MAX_PIXELS
+    from .tasks import common
+    from .tasks.upscale import model_scale, upscale_image
+    from .train import pick_device
+
+    common.set_threads()
+    dev = pick_device(a.device)
+    name = a.model or f"window-sr-x{a.scale or 2}"  # no --model: the registry model of that scale
+    model, card = common.get_model(name, "upscale", dev)
+    s = model_scale(model)
+    if a.scale is not None and a.scale != s:
+        raise UsageError(f"--scale {a.scale} but model {card.get('name', card['architecture'])} upscales ×{s}")
+
+    def process(img):
+        return upscale_image(img.rgb, img.alpha, model, s, dev, a.tile)
+
+    return common.run_batch(a.inputs, a.output, process, a.overwrite, desc=f"upscale ×{s}",
+                            max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS // (s * s))
 
 
 def cmd_inspect(a) -> int:
@@ -223,6 +303,81 @@ def cmd_eval(a) -> int:
 
 COMMANDS = {"correct": cmd_correct, "inspect": cmd_inspect, "verify": cmd_verify, "train": cmd_train,
             "eval": cmd_eval}
+COMMANDS["upscale"] = cmd_upscale
+
+
+def _sampling_progress(desc: str):
+    """A token-level progress bar on an interactive stderr; None otherwise (logs and tests stay clean)."""
+    if not sys.stderr.isatty():
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="tok", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def progress(i, n):
+        bar.total = n
+        bar.n = i
+        bar.refresh()
+
+    return progress, bar
+
+
+def cmd_complete(a) -> int:
+    from .tasks import common
+    from .tasks.generate import complete_rgb, resolve_label, upscale_nearest
+    from .train import pick_device
+
+    common.set_threads()
+    dev = pick_device(a.device)
+    model, card = common.get_model(a.model, "generate", dev)
+    resolve_label(card, a.label)  # a bad label is a usage problem: fail before the first file
+
+    def process(img):
+        out = complete_rgb(img.rgb, model, card, a.keep, a.temperature, a.top_k, a.seed, a.label)
+        return upscale_nearest(out, a.view_scale), None
+
+    return common.run_batch(a.inputs, a.output, process, a.overwrite, desc="complete")
+
+
+def cmd_generate(a) -> int:
+    from . import io
+    from .tasks import common
+    from .tasks.generate import generate_images, make_grid, resolve_label, upscale_nearest
+    from .train import pick_device
+
+    if a.output is None and a.grid is None:
+        raise UsageError("generate: give -o DIR and/or --grid FILE")
+    out_dir = Path(a.output) if a.output else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise PixmendError(f"{out_dir}: is a file, not a folder")
+    targets = [out_dir / f"seed{a.seed}_{i:03d}.png" for i in range(a.num)] if out_dir else []
+    targets += [Path(a.grid)] if a.grid else []
+    if not a.overwrite:
+        for t in targets:
+            if t.exists():
+                raise PixmendError(f"{t}: already exists (use --overwrite to replace it)")
+    common.set_threads()
+    dev = pick_device(a.device)
+    model, card = common.get_model(a.model, "generate", dev)
+    resolve_label(card, a.label)
+    progress, bar = _sampling_progress("generate")
+    try:
+        images = generate_images(model, card, a.num, a.seed, a.label, a.temperature, a.top_k, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    views = [upscale_nearest(im, a.view_scale) for im in images]
+    if out_dir is not None:
+        for t, im in zip(targets, views):
+            io.write_image(t, im, overwrite=a.overwrite)
+    if a.grid:
+        io.write_image(a.grid, make_grid(views, gap=max(1, a.view_scale)), overwrite=a.overwrite)
+    where = ", ".join(str(x) for x in ([out_dir] if out_dir else []) + ([a.grid] if a.grid else []))
+    print(f"generated {a.num} image(s) with seed {a.seed}: {where}", file=sys.stderr)
+    return 0
+
+
+COMMANDS.update({"complete": cmd_complete, "generate": cmd_generate})
 
 
 def main(argv: list[str] | None = None) -> int:

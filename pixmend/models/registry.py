@@ -30,6 +30,18 @@ def _gl_transformer(cfg: dict):
     return build(cfg)
 
 
+def _window_sr(cfg: dict):
+    from .window_sr import build
+
+    return build(cfg)
+
+
+def _pixel_gpt(cfg: dict):
+    from .pixel_gpt import build
+
+    return build(cfg)
+
+
 @dataclass
 class ModelEntry:
     name: str
@@ -50,8 +62,17 @@ register(ModelEntry("gl-transformer", "correct", _gl_transformer,
                     "default corrector: global colour Transformer + local detail CNN"))
 register(ModelEntry("pixel-transformer", "correct", _pixel_transformer,
                     "the seed's pixel-sequence Transformer (slow; kept for fidelity)"))
+register(ModelEntry("pixel-gpt", "generate", _pixel_gpt,
+                    "autoregressive image Transformer over 32×32 HSV tokens (complete, generate, bits/dim)",
+                    {"tokenizer": "hsv", "hsv_bits": [5, 4, 4], "image_size": 32}))
 
 DEFAULT_MODELS = {"correct": "gl-transformer"}
+DEFAULT_MODELS["generate"] = "pixel-gpt"
+for _s in (2, 4):
+    register(ModelEntry(f"window-sr-x{_s}", "upscale", _window_sr,
+                        f"×{_s} super-resolution: window + channel attention Transformer (bicubic + residual)",
+                        {"scale": _s}))
+DEFAULT_MODELS["upscale"] = "window-sr-x2"  # `pixmend upscale --scale 4` picks window-sr-x4
 
 
 def list_models(task: str | None = None) -> list[str]:
