@@ -1,0 +1,40 @@
+"""The shipped weights load through the registry and do their job on the repo's example image."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixmend import cli
+from pixmend.io import read_image
+from pixmend.metrics import mean_lab
+from pixmend.models.registry import WEIGHTS_DIR, create_model
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "gpt-sample.png"
+
+
+@pytest.mark.parametrize("name", ["gl-transformer", "pixel-transformer"])
+def test_shipped_weights_and_card(name):
+    weights = WEIGHTS_DIR / f"{name}.safetensors"
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert weights.stat().st_size < 20 * 1024 * 1024
+    for key in ("architecture", "config", "data", "steps", "hardware", "wall_time_s"):
+        assert key in card, key
+    model, loaded_card = create_model(name)
+    assert loaded_card["architecture"] == name
+    assert not model.training
+
+
+def test_default_correct_on_example_removes_warm_cast(tmp_path):
+    out = tmp_path / "fixed.png"
+    assert cli.main(["correct", str(EXAMPLE), "-o", str(out), "--device", "cpu"]) == 0
+    before, after = read_image(EXAMPLE).rgb, read_image(out).rgb
+    assert after.shape == before.shape
+    # the example has a strong yellow cast (b* ≈ +11 against -7 for the clean photo): it must come down
+    assert mean_lab(after)[2] < mean_lab(before)[2] - 5
+    clean = np.asarray(read_image(ROOT / "examples" / "clean-reference.jpg").rgb)
+    err_before = np.abs(before - clean).mean()
+    err_after = np.abs(after - clean).mean()
+    assert err_after < 0.7 * err_before
