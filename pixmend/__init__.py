@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["correct", "inspect", "upscale", "create_model", "PixmendError"]
+__all__ = ["correct", "inspect", "upscale", "inpaint", "create_model", "PixmendError"]
 
 from .errors import PixmendError
 
@@ -76,6 +76,33 @@ def upscale(image, scale: int = 2, model: str | None = None, device: str = "cpu"
     img = _prepare(image)
     m, _card = get_model(model or f"window-sr-x{scale}", "upscale", device)
     rgb, alpha = upscale_image(img.rgb, img.alpha, m, scale, device)
+    return _return_like(image, rgb, alpha)
+
+
+def inpaint(image, mask, model: str | None = None, device: str = "cpu"):
+    """Fill the holes of ``image`` where ``mask`` is white (a PIL image, array or path of the same size; for an
+    array, nonzero/True = fill). Pixels outside the mask are returned unchanged; alpha is kept."""
+    import os
+
+    import numpy as np
+
+    from .tasks.common import get_model, set_threads
+    from .tasks.inpaint import inpaint_image, mask_from_image
+
+    set_threads()
+    img = _prepare(image)
+    if isinstance(mask, (str, os.PathLike)):
+        from .io import read_image
+
+        mi = read_image(mask)
+        m = mask_from_image(mi.rgb, mi.alpha)
+    elif isinstance(mask, np.ndarray) and mask.ndim == 2:
+        m = (mask.astype(np.float32) > (0.5 if mask.dtype.kind == "f" else 0)).astype(np.float32)
+    else:
+        mi = _prepare(mask)
+        m = mask_from_image(mi.rgb, mi.alpha)
+    mdl, _card = get_model(model, "inpaint", device)
+    rgb, alpha = inpaint_image(img.rgb, img.alpha, m, mdl, device)
     return _return_like(image, rgb, alpha)
 
 

@@ -77,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse larger inputs (default 100 MP / scale², so outputs stay within 100 MP)")
     add_device(u)
 
+    ip = sub.add_parser("inpaint", help="fill holes: white pixels of the mask are replaced, all others kept",
+                        description="Inpaint images. MASK is an image of the same size (white = fill) or, for "
+                                    "several inputs, a folder of masks with the same file names (any extension). "
+                                    "Pixels outside the mask are never changed; alpha is kept.")
+    ip.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    ip.add_argument("--mask", required=True, metavar="MASK", help="mask image, or a folder of masks named like the inputs")
+    ip.add_argument("-o", "--output", required=True, metavar="OUT")
+    ip.add_argument("--model", default=None, help="registry name (inpaint-unet) or a .safetensors path "
+                                                  "written by `pixmend train inpaint`")
+    ip.add_argument("--context", type=_positive_int, default=16, help="known pixels around each hole the model sees (default 16)")
+    ip.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    ip.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 100 MP)")
+    add_device(ip)
+
     i = sub.add_parser("inspect", help="show the cast and sharpening the corrector estimates")
     i.add_argument("inputs", nargs="+", metavar="IMAGE")
     i.add_argument("--model", default=None)
@@ -98,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     t.add_argument("--out", default=None, help="run directory (default runs/TASK-MODEL)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    t.add_argument("--init", metavar="MODEL", default=None,
+                   help="start from these weights (registry name or .safetensors path): fine-tune a shipped model "
+                        "on your data, or start ×4 from ×2; tensors whose shapes differ are left as initialised")
     t.add_argument("--no-progress", action="store_true")
     add_device(t)
 
@@ -210,6 +227,41 @@ def cmd_upscale(a) -> int:
                             max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS // (s * s))
 
 
+def cmd_inpaint(a) -> int:
+    from . import io
+    from .tasks import common
+    from .tasks.inpaint import inpaint_image, mask_from_image
+    from .train import pick_device
+
+    mask_path = Path(a.mask)
+    if not mask_path.exists():
+        raise PixmendError(f"{mask_path}: mask not found")
+    masks = None
+    if mask_path.is_dir():
+        masks = {}
+        for p in sorted(mask_path.iterdir()):
+            if p.suffix.lower() in io.IMAGE_EXTENSIONS:
+                masks.setdefault(p.stem, p)
+    common.set_threads()
+    dev = pick_device(a.device)
+    model, _card = common.get_model(a.model, "inpaint", dev)
+
+    def process(img):
+        mp = mask_path
+        if masks is not None:
+            mp = masks.get(img.path.stem) if img.path is not None else None
+            if mp is None:
+                raise PixmendError(f"{img.path}: no mask named {img.path.stem}.* in {mask_path}")
+        m = io.read_image(mp)
+        mask = mask_from_image(m.rgb, m.alpha)
+        if mask.shape != img.rgb.shape[:2]:
+            raise PixmendError(f"{img.path}: mask {mp} is {mask.shape[1]}×{mask.shape[0]}, the image is "
+                               f"{img.rgb.shape[1]}×{img.rgb.shape[0]}")
+        return inpaint_image(img.rgb, img.alpha, mask, model, dev, a.context)
+
+    return common.run_batch(a.inputs, a.output, process, a.overwrite, desc="inpaint", max_pixels=a.max_pixels)
+
+
 def cmd_inspect(a) -> int:
     from . import io
     from .tasks import common
@@ -277,7 +329,8 @@ def cmd_train(a) -> int:
             overrides[key] = val
     out = Path(a.out or f"runs/{a.task}-{arch}")
     task = getattr(mod, f"{a.task.capitalize()}Task")()
-    res = train(task, arch, Path(a.data), out, a.config, overrides, a.resume, a.device, progress=not a.no_progress)
+    res = train(task, arch, Path(a.data), out, a.config, overrides, a.resume, a.device, progress=not a.no_progress,
+                init=a.init)
     print(f"done: {res.steps} steps, best validation loss {res.best_val_loss:.5f}; model in {out / 'model.safetensors'}",
           file=sys.stderr)
     return 0
@@ -304,6 +357,7 @@ def cmd_eval(a) -> int:
 COMMANDS = {"correct": cmd_correct, "inspect": cmd_inspect, "verify": cmd_verify, "train": cmd_train,
             "eval": cmd_eval}
 COMMANDS["upscale"] = cmd_upscale
+COMMANDS["inpaint"] = cmd_inpaint
 
 
 def _sampling_progress(desc: str):

@@ -159,7 +159,27 @@ def chw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
-class SyntheticCorrectionDataset(Dataset):
+class SeededDataset(Dataset):
+    """Base of the on-the-fly datasets: item ``index`` of epoch ``e`` is drawn from its own seeded generator,
+    so any item can be rebuilt exactly (resume, DDP ranks, workers); ``fixed`` datasets (validation) ignore
+    the epoch and draw the same items every time. Subclasses set ``seed``, ``length``, ``fixed``."""
+
+    seed: int = 0
+    length: int = 0
+    fixed: bool = False
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _rng(self, index: int, *salt: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index, *salt])
+
+
+class SyntheticCorrectionDataset(SeededDataset):
     """(degraded, clean, sharpen_amount) crops made on the fly from clean photos; seeded per (epoch, index)."""
 
     def __init__(self, images: list[np.ndarray], crop: int = 256, length: int = 4096, seed: int = 0,
@@ -170,14 +190,8 @@ class SyntheticCorrectionDataset(Dataset):
         self.p_illustration, self.cfg, self.fixed = p_illustration, degrade_cfg or degrade.DegradeConfig(), fixed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int):
-        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index])
+        rng = self._rng(index)
         img = self.images[int(rng.integers(len(self.images)))]
         clean = random_view(img, min(self.crop, *img.shape[:2]), rng)
         if rng.uniform() < self.p_illustration:
@@ -187,7 +201,7 @@ class SyntheticCorrectionDataset(Dataset):
         return chw(bad), chw(clean), torch.tensor(amount, dtype=torch.float32)
 
 
-class PairedCropDataset(Dataset):
+class PairedCropDataset(SeededDataset):
     """Aligned random crops from (input, target) image pairs, for users' own before/after data."""
 
     def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], crop: int = 256, length: int = 4096,
@@ -200,14 +214,8 @@ class PairedCropDataset(Dataset):
         self.pairs, self.crop, self.length, self.seed, self.fixed = pairs, crop, length, seed, fixed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int):
-        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index])
+        rng = self._rng(index)
         a, b = self.pairs[int(rng.integers(len(self.pairs)))]
         h, w = a.shape[:2]
         c = min(self.crop, h, w)
@@ -221,7 +229,7 @@ class PairedCropDataset(Dataset):
         return chw(view(a)), chw(view(b)), torch.tensor(-1.0)  # -1: sharpening amount unknown
 
 
-class SRDataset(Dataset):
+class SRDataset(SeededDataset):
     """(lr, hr) pairs for super-resolution, made on the fly from clean photos; seeded per (epoch, index).
 
     A random ``lr_crop·scale`` HR square (smaller only when a photo is), randomly rotated by a multiple of 90°
@@ -242,14 +250,8 @@ class SRDataset(Dataset):
             raise PixmendError(f"training images must be at least {self.scale} pixels on each side")
         self.hr_crop = min(self.lr_crop, smallest // self.scale) * self.scale
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int):
-        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index])
+        rng = self._rng(index)
         img = self.images[int(rng.integers(len(self.images)))]
         h, w = img.shape[:2]
         c = self.hr_crop
@@ -304,7 +306,7 @@ def square_resize(img: np.ndarray, size: int, y0: int | None = None, x0: int | N
     return u8.astype(np.float32) / 255.0
 
 
-class TokenCropDataset(Dataset):
+class TokenCropDataset(SeededDataset):
     """(tokens (L,) int64, label int64) for the autoregressive model: a random square crop (a random fraction
     ``scale_range`` of the shorter side) of a photo, resized to size×size, flipped left-right at random and
     tokenised (``pixmend.tokens``). Seeded per (seed, epoch, index); ``fixed`` ignores the epoch (validation)."""
@@ -318,14 +320,8 @@ class TokenCropDataset(Dataset):
         self.scale_range, self.flip, self.fixed = tuple(scale_range), flip, fixed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def crop(self, index: int) -> tuple[np.ndarray, int]:
-        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, index])
+        rng = self._rng(index)
         i = int(rng.integers(len(self.images)))
         img = self.images[i]
         h, w = img.shape[:2]
@@ -341,3 +337,40 @@ class TokenCropDataset(Dataset):
         rgb, label = self.crop(index)
         tokens = self.tokenizer.encode(rgb).reshape(-1)
         return torch.from_numpy(tokens.astype(np.int64)), torch.tensor(label, dtype=torch.long)
+
+
+# ------------------------------------------------------------------------------------- inpainting crops
+def split_three(files: list, val_split: float, test_split: float, seed: int) -> tuple[list, list, list]:
+    """Seeded train / validation / test split of source files (the inpainting seed's 80/10/10)."""
+    rest, test = split_files(files, test_split, seed + 101) if test_split > 0 else (list(files), [])
+    frac = val_split / max(1e-9, 1 - test_split)
+    train, val = split_files(rest, frac, seed)
+    return train, val, test
+
+
+class InpaintDataset(SeededDataset):
+    """(image, mask) pairs for inpainting, made on the fly from clean photos; seeded per (epoch, index).
+
+    A random ``crop``×``crop`` view (random zoom-out 0.5–1×, 90° rotations, flips: ``random_view``) and a
+    mask from ``degrade.random_mask``: the seed's 32×32 square with a 16-pixel margin (probability
+    ``mask_probs[0]``), a rectangle, or free-form brush strokes. ``fixed=True`` (validation / test) draws the
+    same crops and masks every epoch — the seed's fixed evaluation holes. Items: (3, c, c) image in [0, 1] and
+    (1, c, c) mask, 1 = hole.
+    """
+
+    def __init__(self, images: list[np.ndarray], crop: int = 64, length: int = 4096, seed: int = 0,
+                 fixed: bool = False, mask_probs: tuple = (0.5, 0.2, 0.3), hole: int = 32, margin: int = 16):
+        if not images:
+            raise PixmendError("no training images")
+        if crop % 8:
+            raise PixmendError(f"crop must be a multiple of 8, not {crop}")
+        self.images, self.crop, self.length, self.seed, self.fixed = images, int(crop), int(length), seed, fixed
+        self.mask_probs, self.hole, self.margin = tuple(mask_probs), int(hole), int(margin)
+        self.epoch = 0
+
+    def __getitem__(self, index: int):
+        rng = self._rng(index, 7)
+        img = self.images[int(rng.integers(len(self.images)))]
+        view = random_view(img, self.crop, rng)
+        mask, _ = degrade.random_mask(self.crop, self.crop, rng, self.mask_probs, self.hole, self.margin)
+        return chw(view), torch.from_numpy(mask)[None]

@@ -259,3 +259,97 @@ def random_downsample(hr: np.ndarray, scale: int, rng: np.random.Generator,
     """The seed's LR recipe: a uniformly chosen bilinear, bicubic or area downsampling. Returns (lr, method)."""
     method = methods[int(rng.integers(len(methods)))]
     return downsample(hr, scale, method), method
+
+
+# ------------------------------------------------------------------------------------------------ masks
+# Inpainting masks are float32 (H, W) arrays: 1 = hole (to fill), 0 = known pixel.
+MASK_KINDS = ("square", "rect", "brush")
+
+
+def square_mask(h: int, w: int, rng: np.random.Generator | None = None, size: int = 32, margin: int = 16,
+                pos: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The seed's mask: one ``size``×``size`` square at least ``margin`` pixels from every edge (random
+    position from ``rng``, or ``pos`` = (y, x) for fixed evaluation holes). Returns (mask, (y, x))."""
+    if pos is None:
+        lo_y, hi_y = min(margin, h - size), max(min(margin, h - size), h - size - margin)
+        lo_x, hi_x = min(margin, w - size), max(min(margin, w - size), w - size - margin)
+        if lo_y < 0 or lo_x < 0:
+            raise ValueError(f"a {size}×{size} hole does not fit a {w}×{h} image")
+        pos = (int(rng.integers(lo_y, hi_y + 1)), int(rng.integers(lo_x, hi_x + 1)))
+    y, x = pos
+    m = np.zeros((h, w), np.float32)
+    m[y:y + size, x:x + size] = 1.0
+    return m, (y, x)
+
+
+def fixed_square_positions(h: int, w: int, n: int, seed: int = 0, size: int = 32,
+                           margin: int = 16) -> list[tuple[int, int]]:
+    """``n`` seeded hole positions for repeatable evaluation (the seed's "fixed positions" test masks)."""
+    rng = np.random.default_rng([seed, h, w, size])
+    return [square_mask(h, w, rng, size, margin)[1] for _ in range(n)]
+
+
+def rect_mask(h: int, w: int, rng: np.random.Generator, min_frac: float = 0.1, max_frac: float = 0.5) -> np.ndarray:
+    """One axis-aligned rectangle whose sides are ``min_frac``–``max_frac`` of the image's."""
+    rh = max(1, int(round(h * rng.uniform(min_frac, max_frac))))
+    rw = max(1, int(round(w * rng.uniform(min_frac, max_frac))))
+    y, x = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
+    m = np.zeros((h, w), np.float32)
+    m[y:y + rh, x:x + rw] = 1.0
+    return m
+
+
+def brush_mask(h: int, w: int, rng: np.random.Generator, strokes: tuple[int, int] = (1, 4),
+               width_frac: tuple[float, float] = (0.04, 0.12), max_cover: float = 0.4) -> np.ndarray:
+    """Free-form brush strokes (random walks drawn with a round brush), like a user scribbling over an object
+    (the free-form masks of Yu et al., "Free-Form Image Inpainting with Gated Convolution", 2019). At most
+    ``max_cover`` of the image is covered."""
+    from PIL import Image, ImageDraw
+
+    side = min(h, w)
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(int(rng.integers(strokes[0], strokes[1] + 1))):
+        width = max(2, int(side * rng.uniform(*width_frac)))
+        x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+        angle = float(rng.uniform(0, 2 * np.pi))
+        pts = [(x, y)]
+        for _ in range(int(rng.integers(2, 7))):
+            angle += float(rng.normal(0, 0.8))
+            step = side * rng.uniform(0.08, 0.3)
+            x = float(np.clip(x + step * np.cos(angle), 0, w - 1))
+            y = float(np.clip(y + step * np.sin(angle), 0, h - 1))
+            pts.append((x, y))
+        draw.line(pts, fill=255, width=width, joint="curve")
+        for px, py in pts:  # round caps and joints
+            r = width / 2
+            draw.ellipse((px - r, py - r, px + r, py + r), fill=255)
+        if np.asarray(canvas).mean() / 255 >= max_cover:
+            break
+    return (np.asarray(canvas) > 127).astype(np.float32)
+
+
+def random_mask(h: int, w: int, rng: np.random.Generator, probs: tuple[float, float, float] = (0.5, 0.2, 0.3),
+                size: int = 32, margin: int = 16) -> tuple[np.ndarray, str]:
+    """A training mask: the seed's square (probability ``probs[0]``), a rectangle, or brush strokes.
+    Returns (mask, kind); never empty."""
+    kind = MASK_KINDS[int(rng.choice(3, p=np.asarray(probs, float) / np.sum(probs)))]
+    if kind == "square" and h >= size and w >= size:
+        m = square_mask(h, w, rng, size, min(margin, (min(h, w) - size) // 2))[0]
+    elif kind == "rect":
+        m = rect_mask(h, w, rng)
+    else:
+        kind, m = "brush", brush_mask(h, w, rng)
+    if not m.any():
+        m[h // 2, w // 2] = 1.0
+    return m, kind
+
+
+def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow the hole by ``pixels`` (a square structuring element): the seed's 4-pixel context ring."""
+    if pixels <= 0:
+        return mask.astype(np.float32)
+    from PIL import Image, ImageFilter
+
+    im = Image.fromarray((mask > 0.5).astype(np.uint8) * 255)
+    return (np.asarray(im.filter(ImageFilter.MaxFilter(2 * pixels + 1))) > 127).astype(np.float32)

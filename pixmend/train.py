@@ -215,6 +215,26 @@ def load_checkpoint(path: Path, model, opt) -> dict:
     return meta
 
 
+def load_init_weights(model: torch.nn.Module, init: str, task: str) -> dict:
+    """Copy every tensor of ``init`` (registry name or weights path) whose name and shape match ``model``'s.
+    Returns what was loaded, for the model card."""
+    from safetensors.torch import load_file
+
+    from .models.registry import resolve
+
+    path, _card = resolve(init, task)
+    if path is None:
+        raise PixmendError(f"--init {init}: no weights to start from")
+    state = load_file(str(path))
+    own = model.state_dict()
+    match = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not match:
+        raise PixmendError(f"--init {init}: no tensor matches this architecture")
+    model.load_state_dict(match, strict=False)
+    print(f"initialised {len(match)}/{len(own)} tensors from {path}", file=sys.stderr)
+    return {"weights": str(path), "tensors": len(match), "of": len(own)}
+
+
 def unwrap(model):
     return model.module if hasattr(model, "module") else model
 
@@ -250,7 +270,8 @@ class _EpochSampler(torch.utils.data.Sampler):
 
 def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: str | None = None,
           overrides: dict | None = None, resume: bool = False, device: str = "auto",
-          progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+          progress: bool = True, on_step: Callable[[int, float], None] | None = None,
+          init: str | None = None) -> TrainResult:
     from .models.registry import build_model
     from .distributed import DistContext
 
@@ -264,7 +285,9 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
     dev = dist.device
 
     train_ds, val_ds = task.datasets(cfg, data)
-    model = build_model(architecture, cfg).to(dev)
+    model = build_model(architecture, cfg)
+    init_note = load_init_weights(model, init, task.name) if init and not resume else None
+    model = model.to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -307,6 +330,10 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
         "parameters": n_params, "hardware": hardware_description(dev), "world_size": dist.world,
         "torch": torch.__version__,
     }
+    if resume and (out / "model.json").exists():  # keep what the interrupted run's card knew
+        init_note = json.loads((out / "model.json").read_text()).get("initialised_from", init_note)
+    if init_note:
+        card_base["initialised_from"] = init_note
 
     def meta_now() -> dict:
         return {"step": step, "epoch": epoch, "batch_in_epoch": pos, "best_val_loss": best,

@@ -199,3 +199,28 @@ def test_train_errors(tmp_path, photo_dir):
     empty.mkdir()
     with pytest.raises(PixmendError, match="no images"):
         run("pixel-transformer", empty, tmp_path / "o2", steps=1)
+
+
+def test_init_from_weights_copies_matching_tensors(tmp_path, photo_dir):
+    """--init: start ×4 from ×2 weights — every tensor but the upsampling head is copied."""
+    from safetensors.torch import load_file
+
+    from pixmend.models.registry import build_model
+    from pixmend.tasks.upscale import UpscaleTask
+    from pixmend.train import save_weights, train
+
+    tiny = dict(dim=12, depth=2, heads=2, window=4)
+    torch.manual_seed(0)
+    x2 = build_model("window-sr-x2", tiny)
+    src = tmp_path / "x2.safetensors"
+    save_weights(src, x2, card={"architecture": "window-sr-x2", "task": "upscale", "config": {**tiny, "scale": 2}})
+    over = dict(tiny, lr_crop=8, batch_size=2, samples_per_epoch=4, steps=1, val_batches=1, peak_learning_rate=1e-12,
+                warmup_steps=1)
+    train(UpscaleTask(), "window-sr-x4", photo_dir, tmp_path / "run", overrides=over, device="cpu", progress=False,
+          init=str(src))
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    got = load_file(str(tmp_path / "run" / "model.safetensors"))
+    ref = x2.state_dict()
+    same = [k for k in got if k in ref and ref[k].shape == got[k].shape]
+    assert card["initialised_from"]["tensors"] == len(same) < len(got)
+    assert torch.allclose(got["stem.weight"], ref["stem.weight"], atol=1e-6)

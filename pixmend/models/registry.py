@@ -36,6 +36,12 @@ def _window_sr(cfg: dict):
     return build(cfg)
 
 
+def _inpaint_unet(cfg: dict):
+    from .inpaint_unet import build
+
+    return build(cfg)
+
+
 def _pixel_gpt(cfg: dict):
     from .pixel_gpt import build
 
@@ -72,7 +78,10 @@ for _s in (2, 4):
     register(ModelEntry(f"window-sr-x{_s}", "upscale", _window_sr,
                         f"×{_s} super-resolution: window + channel attention Transformer (bicubic + residual)",
                         {"scale": _s}))
-DEFAULT_MODELS["upscale"] = "window-sr-x2"  # `pixmend upscale --scale 4` picks window-sr-x4
+DEFAULT_MODELS["upscale"] = "window-sr-x2"
+register(ModelEntry("inpaint-unet", "inpaint", _inpaint_unet,
+                    "inpainting: U-Net generator with bottleneck self-attention + PatchGAN discriminator"))
+DEFAULT_MODELS["inpaint"] = "inpaint-unet"  # `pixmend upscale --scale 4` picks window-sr-x4
 
 
 def list_models(task: str | None = None) -> list[str]:

@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import degrade
 from ..errors import PixmendError
+from ..losses import sobel_edges  # noqa: F401  (re-exported: tests and older code import it from here)
 from .common import to_numpy, to_tensor
 
 TILE, OVERLAP = 256, 32  # LR pixels; the overlap is a multiple of the 4-pixel window
@@ -70,17 +71,6 @@ def upscale_image(rgb: np.ndarray, alpha: np.ndarray | None, model, scale: int |
 
 
 # ---------------------------------------------------------------------------------------------- training
-def sobel_edges(img: torch.Tensor) -> torch.Tensor:
-    """Sobel gradient magnitude of BT.601 luma, (B, 1, H, W), replicated borders — the torch twin of
-    ``metrics.sobel_edges``."""
-    w = img.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    y = F.pad((img * w).sum(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
-    kx = img.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
-    gx = F.conv2d(y, kx)
-    gy = F.conv2d(y, kx.transpose(-1, -2))
-    return torch.sqrt(gx * gx + gy * gy)
-
-
 class PatchDiscriminator(nn.Module):
     """A small PatchGAN (pix2pix-style, spectrally normalised): one real/fake logit per ~22×22 patch."""
 
