@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -91,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 100 MP)")
     add_device(ip)
 
+    ex = sub.add_parser("export", help="export a model to ONNX (dynamic batch and image sizes)",
+                        description="Export a shipped model (registry name) or trained weights (.safetensors with "
+                                    "its .json card) as an ONNX graph. Needs the [onnx] extra.")
+    ex.add_argument("model", metavar="MODEL")
+    ex.add_argument("--format", default="onnx", choices=["onnx"])
+    ex.add_argument("-o", "--output", required=True, metavar="FILE")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
+    ex.add_argument("--check", action="store_true", help="run the graph in onnxruntime and compare with PyTorch")
+
     i = sub.add_parser("inspect", help="show the cast and sharpening the corrector estimates")
     i.add_argument("inputs", nargs="+", metavar="IMAGE")
     i.add_argument("--model", default=None)
@@ -112,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     t.add_argument("--out", default=None, help="run directory (default runs/TASK-MODEL)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
+                   help="autocast: auto = bf16 on GPUs that support it (else fp16 with loss scaling), fp32 on CPU")
     t.add_argument("--init", metavar="MODEL", default=None,
                    help="start from these weights (registry name or .safetensors path): fine-tune a shipped model "
                         "on your data, or start ×4 from ×2; tensors whose shapes differ are left as initialised")
@@ -262,6 +274,20 @@ def cmd_inpaint(a) -> int:
     return common.run_batch(a.inputs, a.output, process, a.overwrite, desc="inpaint", max_pixels=a.max_pixels)
 
 
+def cmd_export(a) -> int:
+    from .export import check_onnx, export
+
+    out = Path(a.output)
+    if out.exists() and not a.overwrite:
+        raise PixmendError(f"{out}: already exists (use --overwrite to replace it)")
+    path = export(a.model, out, a.format)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    if a.check:
+        err = check_onnx(a.model, path)
+        print(f"onnxruntime matches PyTorch: max abs difference {err:.2e}", file=sys.stderr)
+    return 0
+
+
 def cmd_inspect(a) -> int:
     from . import io
     from .tasks import common
@@ -324,15 +350,17 @@ def cmd_train(a) -> int:
     if arch not in list_models(a.task):
         raise UsageError(f"unknown model '{arch}' for {a.task} (known: {', '.join(list_models(a.task))})")
     overrides = parse_overrides(a.set)
-    for key, val in (("steps", a.steps), ("batch_size", a.batch_size), ("peak_learning_rate", a.lr), ("seed", a.seed)):
+    for key, val in (("steps", a.steps), ("batch_size", a.batch_size), ("peak_learning_rate", a.lr), ("seed", a.seed),
+                     ("precision", a.precision)):
         if val is not None:
             overrides[key] = val
     out = Path(a.out or f"runs/{a.task}-{arch}")
     task = getattr(mod, f"{a.task.capitalize()}Task")()
     res = train(task, arch, Path(a.data), out, a.config, overrides, a.resume, a.device, progress=not a.no_progress,
                 init=a.init)
-    print(f"done: {res.steps} steps, best validation loss {res.best_val_loss:.5f}; model in {out / 'model.safetensors'}",
-          file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        print(f"done: {res.steps} steps, best validation loss {res.best_val_loss:.5f}; "
+              f"model in {out / 'model.safetensors'}", file=sys.stderr)
     return 0
 
 
@@ -358,6 +386,7 @@ COMMANDS = {"correct": cmd_correct, "inspect": cmd_inspect, "verify": cmd_verify
             "eval": cmd_eval}
 COMMANDS["upscale"] = cmd_upscale
 COMMANDS["inpaint"] = cmd_inpaint
+COMMANDS["export"] = cmd_export
 
 
 def _sampling_progress(desc: str):

@@ -46,6 +46,21 @@ class DistContext:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(model, device_ids=ids)
 
+    def replicas_identical(self, model: torch.nn.Module) -> bool | None:
+        """After training: do all ranks hold the same weights? (DDP keeps them in sync; this checks it.) Each
+        rank's parameters are flattened to one float64 vector and gathered; None with one process."""
+        if self.world <= 1:
+            return None
+        import torch.distributed as dist
+
+        m = model.module if hasattr(model, "module") else model
+        flat = torch.cat([p.detach().double().flatten().cpu() for p in m.parameters()])
+        if self.device.type == "cuda":
+            flat = flat.to(self.device)
+        gathered = [torch.empty_like(flat) for _ in range(self.world)]
+        dist.all_gather(gathered, flat)
+        return all(torch.equal(gathered[0], g) for g in gathered[1:])
+
     def describe(self) -> str:
         return f"{self.world} process(es), {self.device}"
 

@@ -49,6 +49,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "tensorboard_log_dir": "tb",
     "reference_image_path": "",  # seed key: an image corrected and logged to TensorBoard each epoch
     "ref_img_inference_batch_size": 128,
+    "precision": "auto",  # auto: bf16 autocast on GPUs that have it (else fp16 + loss scaling), fp32 on CPU
 }
 
 
@@ -123,6 +124,22 @@ def noam_lr(step: int, peak: float, warmup: int) -> float:
     return peak * min(step / warmup, math.sqrt(warmup / step))
 
 
+def autocast_dtype(precision: str, dev: torch.device):
+    """The autocast dtype for ``precision`` (auto | fp32 | bf16 | fp16) on ``dev``; None = full precision."""
+    precision = str(precision).lower()
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise PixmendError(f"precision must be auto, fp32, bf16 or fp16, not '{precision}'")
+    if precision == "fp32":
+        return None
+    if dev.type == "cuda":
+        if precision == "fp16" or not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    if precision == "auto":  # CPUs and MPS: full precision unless asked
+        return None
+    return torch.bfloat16 if dev.type == "cpu" else {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -173,8 +190,10 @@ def save_weights(path: Path, model: torch.nn.Module, card: dict | None = None) -
 
 
 def save_checkpoint(path: Path, model, opt, meta: dict) -> None:
-    """Model + optimiser tensors in safetensors, everything else (step, data position, RNG) in JSON.
-    The JSON is written last, so a checkpoint is only seen once both halves are complete."""
+    """One safetensors file holds the model and optimiser tensors, the RNG state and — in its metadata — the
+    JSON of everything else (step, data position, optimiser settings), so a checkpoint is a single atomic
+    write: a run killed at any moment (even SIGKILL) leaves the previous checkpoint or the new one, never a mix.
+    ``last.json`` beside it is a readable copy of the metadata."""
     from safetensors.torch import save
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
@@ -190,14 +209,19 @@ def save_checkpoint(path: Path, model, opt, meta: dict) -> None:
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    _atomic_write_bytes(path, save(tensors))
-    _atomic_write_bytes(path.with_suffix(".json"), json.dumps({**meta, "optimizer": opt_meta}, indent=1).encode())
+    meta_json = json.dumps({**meta, "optimizer": opt_meta})
+    _atomic_write_bytes(path, save(tensors, metadata={"pixmend_checkpoint": meta_json}))
+    _atomic_write_bytes(path.with_suffix(".json"), json.dumps(json.loads(meta_json), indent=1).encode())
 
 
 def load_checkpoint(path: Path, model, opt) -> dict:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    meta = json.loads(path.with_suffix(".json").read_text())
+    with safe_open(str(path), framework="pt") as f:
+        stored = (f.metadata() or {}).get("pixmend_checkpoint")
+    # checkpoints of older versions kept the metadata only in the JSON file
+    meta = json.loads(stored) if stored else json.loads(path.with_suffix(".json").read_text())
     tensors = load_file(str(path))
     unwrap(model).load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_meta = meta.pop("optimizer")
@@ -299,11 +323,19 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
     steps_per_epoch = max(1, len(train_ds) // dist.world // per_rank_batch)
     total = int(cfg["steps"]) or int(cfg["num_epochs"]) * steps_per_epoch
 
+    amp_dtype = autocast_dtype(cfg.get("precision", "auto"), dev)
+    scaler = torch.amp.GradScaler(dev.type) if amp_dtype == torch.float16 else None
+
+    def forward_loss(b):
+        with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss, metrics = task.loss(model, _to(b, dev), cfg)
+        return loss.float(), metrics
+
     step, epoch, pos, best, elapsed = 0, 0, 0, float("inf"), 0.0
     history: list = []
     ckpt = out / "last.safetensors"
     if resume:
-        if ckpt.exists() and ckpt.with_suffix(".json").exists():
+        if ckpt.exists():
             meta = load_checkpoint(ckpt, model, opt)
             step, epoch, pos = meta["step"], meta["epoch"], meta["batch_in_epoch"]
             best, elapsed, history = meta["best_val_loss"], meta["elapsed_s"], meta.get("history", [])
@@ -348,7 +380,7 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
             for i, b in enumerate(loader):
                 if i >= int(cfg["val_batches"]):
                     break
-                loss, metrics = task.loss(model, _to(b, dev), cfg)
+                loss, metrics = forward_loss(b)
                 for k, v in {"loss": float(loss), **metrics}.items():
                     losses.setdefault(k, []).append(float(v))
         model.train()
@@ -390,12 +422,20 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
                 lr = noam_lr(step + 1, float(cfg["peak_learning_rate"]), int(cfg["warmup_steps"]))
                 for g in opt.param_groups:
                     g["lr"] = lr
-                loss, metrics = task.loss(model, _to(b, dev), cfg)
+                loss, metrics = forward_loss(b)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(opt)
+                else:
+                    loss.backward()
                 if cfg["grad_clip"]:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
-                opt.step()
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
                 step += 1
                 pos += 1
                 lv = loss.item()
@@ -446,10 +486,14 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
     if dist.is_main and not (out / "model.safetensors").exists():  # no validation data: keep the last weights
         save_weights(out / "model.safetensors", model, {**card_base, "steps": step, "best_val_loss": None,
                                                         "wall_time_s": round(elapsed, 1)})
+    in_sync = dist.replicas_identical(model)
     if dist.is_main:  # the card records the whole run, even though the weights are the best validation step
         card_path = out / "model.json"
         card = json.loads(card_path.read_text())
-        card.update({"total_steps": step, "total_wall_time_s": round(elapsed, 1)})
+        card.update({"total_steps": step, "total_wall_time_s": round(elapsed, 1),
+                     "effective_batch_size": per_rank_batch * dist.world})
+        if in_sync is not None:
+            card["ddp_replicas_identical"] = in_sync
         _atomic_write_bytes(card_path, json.dumps(card, indent=2).encode())
     dist.close()
     return TrainResult(out=out, steps=step, best_val_loss=best, history=history)

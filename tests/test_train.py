@@ -224,3 +224,13 @@ def test_init_from_weights_copies_matching_tensors(tmp_path, photo_dir):
     same = [k for k in got if k in ref and ref[k].shape == got[k].shape]
     assert card["initialised_from"]["tensors"] == len(same) < len(got)
     assert torch.allclose(got["stem.weight"], ref["stem.weight"], atol=1e-6)
+
+
+def test_precision_choices_and_bf16_autocast_on_cpu(photo_dir, tmp_path):
+    cpu = torch.device("cpu")
+    assert T.autocast_dtype("auto", cpu) is None and T.autocast_dtype("fp32", cpu) is None
+    assert T.autocast_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(PixmendError, match="precision"):
+        T.autocast_dtype("int8", cpu)
+    res = run("pixel-transformer", photo_dir, tmp_path / "bf16", steps=3, precision="bf16")
+    assert res.steps == 3 and all(math.isfinite(l) for _, l in res.history)

@@ -71,7 +71,7 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.k[layer][:, :, :past + t], cache.v[layer][:, :, :past + t]
         p = self.dropout if self.training else 0.0
         if past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=t > 1)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # also right for t = 1
         elif t == 1:  # one new token sees every cached position
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         else:  # a chunk after a cached prefix: query i sees keys 0 .. past + i
