@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
     ex.add_argument("--check", action="store_true", help="run the graph in onnxruntime and compare with PyTorch")
 
+    sv = sub.add_parser("serve", help="the web app (Gradio; pip install 'pixmend[app]')",
+                        description="Start the pixmend web app: a tab per task. Binds 127.0.0.1 unless --host.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=_positive_int, default=7860)
+    sv.add_argument("--max-file-size", default="50mb", help="largest upload (default 50mb)")
+
     i = sub.add_parser("inspect", help="show the cast and sharpening the corrector estimates")
     i.add_argument("inputs", nargs="+", metavar="IMAGE")
     i.add_argument("--model", default=None)
@@ -288,6 +294,14 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    from .app import serve
+
+    print(f"pixmend app on http://{a.host}:{a.port} (Ctrl-C to stop)", file=sys.stderr)
+    serve(a.host, a.port, a.max_file_size)
+    return 0
+
+
 def cmd_inspect(a) -> int:
     from . import io
     from .tasks import common
@@ -387,6 +401,7 @@ COMMANDS = {"correct": cmd_correct, "inspect": cmd_inspect, "verify": cmd_verify
 COMMANDS["upscale"] = cmd_upscale
 COMMANDS["inpaint"] = cmd_inpaint
 COMMANDS["export"] = cmd_export
+COMMANDS["serve"] = cmd_serve
 
 
 def _sampling_progress(desc: str):
