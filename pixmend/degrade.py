@@ -55,6 +55,7 @@ class DegradeConfig:
     p_cast_only: float = 0.20
     p_sharpen_only: float = 0.13  # the rest (≈55%) get cast + sharpening
     p_warm: float = 0.9  # warm (GPT-like) cast vs a milder cast in a random direction
+    warmth_range: tuple = (0.35, 1.0)  # strength of the warm cast's latent (0 = no cast)
     p_jpeg: float = 0.3
     jpeg_range: tuple = (70, 95)
     radius_range: tuple = (0.5, 3.0)
@@ -62,13 +63,13 @@ class DegradeConfig:
     extra: dict = field(default_factory=dict)
 
 
-def sample_cast(rng: np.random.Generator, warm: bool = True) -> CastParams:
+def sample_cast(rng: np.random.Generator, warm: bool = True, warmth_range: tuple = (0.35, 1.0)) -> CastParams:
     """A GPT-like cast. Real casts are consistent in direction (GUIDE §5: the corrections needed blue gain
     1.30–1.63, green 1.07–1.23, red 1.00–1.34), so one *warmth* latent drives all channels, with per-channel
     jitter, mild mixing and tone/saturation changes around it. ``warm=False`` gives a milder cast in a random
     direction so the model does not assume every tint is orange."""
     if warm:
-        w = rng.uniform(0.35, 1.0)
+        w = rng.uniform(*warmth_range)
         loss = np.array([rng.uniform(-0.04, 0.22), rng.uniform(0.06, 0.22), rng.uniform(0.25, 0.45)])
         gains = 1.0 - w * loss  # blue ×0.55–0.91, green ×0.78–0.98, red ×0.78–1.04
         offset = w * np.array([rng.uniform(0.0, 0.06), rng.uniform(-0.01, 0.04), rng.uniform(-0.05, 0.01)])
@@ -146,7 +147,7 @@ def sample_degradation(rng: np.random.Generator, cfg: DegradeConfig | None = Non
         kind = "cast+sharpen"
     deg = Degradation(kind=kind)
     if "cast" in kind:
-        deg.cast = sample_cast(rng, warm=rng.uniform() < cfg.p_warm)
+        deg.cast = sample_cast(rng, warm=rng.uniform() < cfg.p_warm, warmth_range=cfg.warmth_range)
     if "sharpen" in kind:
         deg.sharpen = SharpenParams(
             radius=float(rng.uniform(*cfg.radius_range)),

@@ -142,3 +142,16 @@ def test_illustrate_shape_and_range():
         assert out.shape == src.shape
         assert out.dtype == np.float32
         assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_degrade_config_from_training_config():
+    from pixmend.errors import PixmendError
+    from pixmend.tasks.correct import degrade_config
+
+    d = degrade_config({"degrade_p_clean": 0.3, "degrade_warmth_range": [0.05, 1.0], "crop": 256})
+    assert d.p_clean == 0.3 and d.warmth_range == (0.05, 1.0) and d.p_warm == degrade.DegradeConfig().p_warm
+    with pytest.raises(PixmendError, match="degrade_p_cleen"):
+        degrade_config({"degrade_p_cleen": 0.3})
+    rng = np.random.default_rng(0)
+    weak = [degrade.sample_cast(rng, warmth_range=(0.0, 0.0)) for _ in range(3)]
+    assert all(np.allclose(np.diag(c.matrix), 1.0) for c in weak)  # warmth 0: no channel loss

@@ -175,6 +175,18 @@ def _hue_name(hue: float, strength: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- training
+def degrade_config(cfg: dict) -> "degrade.DegradeConfig":
+    """The synthetic damage of a training run: DegradeConfig's defaults, overridden by ``degrade_*`` keys of
+    the config (e.g. ``degrade_p_clean = 0.25``, ``degrade_warmth_range = [0.05, 1.0]``)."""
+    base = degrade.DegradeConfig()
+    over = {k[len("degrade_"):]: v for k, v in cfg.items() if k.startswith("degrade_")}
+    unknown = [k for k in over if k not in base.__dataclass_fields__ or k == "extra"]
+    if unknown:
+        raise PixmendError(f"unknown degradation setting(s): {', '.join('degrade_' + k for k in unknown)}")
+    return degrade.DegradeConfig(**{**base.__dict__, **{k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in over.items()}})
+
+
 class CorrectTask:
     """Training recipe for both correctors (``pixmend train correct``)."""
 
@@ -221,7 +233,7 @@ class CorrectTask:
         else:
             n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
             if pairs is None:
-                dcfg = degrade.DegradeConfig()
+                dcfg = degrade_config(cfg)
                 train_ds = D.SyntheticCorrectionDataset(tr_imgs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed,
                                                         float(cfg["p_illustration"]), dcfg)
                 val_ds = D.SyntheticCorrectionDataset(va_imgs, int(cfg["crop"]), n_val, seed + 1,
