@@ -7,6 +7,12 @@ Generator (input: the image with the hole greyed out + the mask, 4 channels; out
        dec1 (c) ─up── dec2 (2c) ──up── dec3 (4c) ───up───────┘        skip connections by concatenation
          └─► 1×1 conv ─► sigmoid ─► composite: known pixels from the input, generated ones only in the hole
 
+With ``prefill`` (the default) the hole is first filled by push-pull interpolation (a smooth, diffusion-like
+fill from the known pixels around it, as OpenCV's classical inpainting gives), the network sees that instead of
+a flat grey, and its zero-initialised head adds a residual: the untrained model *is* the smooth fill and
+training only has to learn structure and texture (the same design as ``window_sr``'s bicubic + residual). With
+``prefill = false`` it is the seed's plain version: grey hole in, sigmoid image out.
+
 Each encoder / decoder stage is two 3×3 convolutions with LeakyReLU; max-pooling goes down, nearest
 upsampling + a 3×3 convolution goes up (no checkerboard from transposed convolutions). The bottleneck's
 self-attention is SAGAN's (Zhang et al., 2019): query/key projections to channels/8, value at full width, a
@@ -37,7 +43,9 @@ class InpaintConfig:
     base_channels: int = 32  # the seed: 64 for "hole + context", 32 for "whole image"
     attention: bool = True  # SAGAN self-attention at the bottleneck
     disc_channels: int = 32  # the seed's discriminator base width
-    fill_value: float = 0.5  # what the generator sees inside the hole
+    fill_value: float = 0.5  # what the generator sees inside the hole when prefill is off
+    prefill: bool = True  # fill the hole by push-pull interpolation first and learn a residual over it
+    prefill_levels: int = 6  # pyramid levels of the push-pull fill (a 64-px window: down to 1 px)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -65,11 +73,32 @@ class SelfAttention(nn.Module):
         return x + self.gamma * out.transpose(1, 2).reshape(b, c, h, w)
 
 
+def pushpull_fill(image: torch.Tensor, known: torch.Tensor, levels: int = 6) -> torch.Tensor:
+    """Smooth hole filling by push-pull interpolation (Gortler et al., "The Lumigraph", 1996): average the known
+    pixels down a pyramid, then fill each level's holes from the level below, upsampled. Known pixels come back
+    unchanged; cells with nothing known even at the coarsest level take the mean of all known pixels."""
+    pyramid = []
+    x, w = image * known, known
+    for _ in range(levels):
+        pyramid.append((x, w))
+        x = F.avg_pool2d(x, 2, ceil_mode=True)
+        w = F.avg_pool2d(w, 2, ceil_mode=True)
+    total = known.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    mean = (image * known).sum(dim=(2, 3), keepdim=True) / total
+    filled = torch.where(w > 1e-6, x / w.clamp_min(1e-6), mean)
+    for x, w in reversed(pyramid):
+        up = F.interpolate(filled, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        a = w.clamp(0, 1)
+        filled = x / w.clamp_min(1e-6) * a + up * (1 - a)
+    return filled
+
+
 class Generator(nn.Module):
     def __init__(self, cfg: InpaintConfig):
         super().__init__()
         c = cfg.base_channels
         self.fill_value = cfg.fill_value
+        self.prefill, self.levels = cfg.prefill, cfg.prefill_levels
         self.enc1, self.enc2, self.enc3 = _block(4, c), _block(c, 2 * c), _block(2 * c, 4 * c)
         self.bottleneck = _block(4 * c, 4 * c)
         self.attention = SelfAttention(4 * c) if cfg.attention else nn.Identity()
@@ -77,6 +106,9 @@ class Generator(nn.Module):
         self.up2, self.dec2 = nn.Conv2d(4 * c, 2 * c, 3, padding=1), _block(4 * c, 2 * c)
         self.up1, self.dec1 = nn.Conv2d(2 * c, c, 3, padding=1), _block(2 * c, c)
         self.head = nn.Conv2d(c, 3, 1)
+        if self.prefill:  # start as the push-pull fill; training learns the detail on top
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     @staticmethod
     def _up(conv: nn.Module, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -85,7 +117,9 @@ class Generator(nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) in [0, 1], mask (B, 1, H, W) with 1 = hole → raw prediction (B, 3, H, W).
         H and W must be multiples of 8."""
-        x = torch.cat([image * (1 - mask) + self.fill_value * mask, mask], 1)
+        known = 1 - mask
+        base = pushpull_fill(image, known, self.levels) if self.prefill else None
+        x = torch.cat([image * known + (base if base is not None else self.fill_value) * mask, mask], 1)
         e1 = self.enc1(x)
         e2 = self.enc2(F.max_pool2d(e1, 2))
         e3 = self.enc3(F.max_pool2d(e2, 2))
@@ -93,6 +127,8 @@ class Generator(nn.Module):
         d3 = self.dec3(torch.cat([self._up(self.up3, b, e3), e3], 1))
         d2 = self.dec2(torch.cat([self._up(self.up2, d3, e2), e2], 1))
         d1 = self.dec1(torch.cat([self._up(self.up1, d2, e1), e1], 1))
+        if base is not None:
+            return base + self.head(d1)
         return torch.sigmoid(self.head(d1))
 
 
@@ -125,7 +161,7 @@ class InpaintGAN(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, raw: bool = False):
         pred = self.generator(image, mask)
-        out = image * (1 - mask) + pred * mask
+        out = image * (1 - mask) + pred.clamp(0, 1) * mask
         return (out, pred) if raw else out
 
     def critic(self, image: torch.Tensor, mask: torch.Tensor, frozen: bool = False) -> torch.Tensor:
