@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["correct", "inspect", "upscale", "inpaint", "create_model", "PixmendError"]
+__all__ = ["correct", "inspect", "upscale", "inpaint", "complete", "generate", "create_model", "PixmendError"]
 
 from .errors import PixmendError
 
@@ -104,6 +104,37 @@ def inpaint(image, mask, model: str | None = None, device: str = "cpu"):
     mdl, _card = get_model(model, "inpaint", device)
     rgb, alpha = inpaint_image(img.rgb, img.alpha, m, mdl, device)
     return _return_like(image, rgb, alpha)
+
+
+def complete(image, keep: float = 0.5, temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
+             label=None, model: str | None = None, device: str = "cpu"):
+    """Keep the top ``keep`` fraction of rows of ``image`` (resized to the model's 32×32, quantised) and sample
+    the rest with the autoregressive model. Returns a 32×32 image (PIL in → PIL out, numpy → float numpy)."""
+    from .tasks.common import get_model, set_threads
+    from .tasks.generate import complete_rgb
+
+    set_threads()
+    img = _prepare(image)
+    m, card = get_model(model, "generate", device)
+    out = complete_rgb(img.rgb, m, card, keep, temperature, top_k, seed, label)
+    return _return_like(image, out, None)
+
+
+def generate(num: int = 16, seed: int = 0, label=None, temperature: float = 1.0, top_k: int | None = None,
+             model: str | None = None, device: str = "cpu", as_pil: bool = True):
+    """``num`` new images from the autoregressive model (deterministic per seed): PIL images, or float numpy
+    arrays with ``as_pil=False``."""
+    from .tasks.common import get_model, set_threads
+    from .tasks.generate import generate_images
+
+    set_threads()
+    m, card = get_model(model, "generate", device)
+    images = generate_images(m, card, num, seed, label, temperature, top_k)
+    if not as_pil:
+        return images
+    from .io import to_pil
+
+    return [to_pil(im) for im in images]
 
 
 def create_model(name_or_path: str | None = None, task: str = "correct", pretrained: bool = True,

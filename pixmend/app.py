@@ -81,7 +81,20 @@ def _model(name, task):
 
 
 # ------------------------------------------------------------------------------------------------ actions
-def correct_action(ws: Workspace, path, model_name, stride, strength, progress=None):
+def _mark(rgb, text):
+    """The seed's invisible watermark, when the user typed one."""
+    if not text:
+        return rgb
+    from .watermark import check_text, embed
+
+    try:
+        check_text(text)
+        return embed(rgb, text)
+    except PixmendError as e:
+        raise _gr().Error(str(e)) from None
+
+
+def correct_action(ws: Workspace, path, model_name, stride, strength, watermark=None, progress=None):
     """Run the model once at full strength; return (slider pair, download, inspect table, state)."""
     from .tasks.correct import blend, correct_rgb, inspect_rgb
 
@@ -90,9 +103,9 @@ def correct_action(ws: Workspace, path, model_name, stride, strength, progress=N
     stride = int(stride) if stride else None
     full = correct_rgb(loaded.rgb, model, card, 1.0, stride)
     info = inspect_rgb(loaded.rgb, model, card) if card["architecture"] == "gl-transformer" else {}
-    out = blend(loaded.rgb, full, float(strength))
+    out = _mark(blend(loaded.rgb, full, float(strength)), watermark)
     saved = _save(ws, loaded, out, loaded.alpha, "-corrected")
-    state = {"loaded": loaded, "full": full}
+    state = {"loaded": loaded, "full": full, "watermark": watermark}
     return (path, saved), saved, info, state
 
 
@@ -103,7 +116,7 @@ def reblend_action(ws: Workspace, state, strength):
     if not state:
         return None, None
     loaded = state["loaded"]
-    out = blend(loaded.rgb, state["full"], float(strength))
+    out = _mark(blend(loaded.rgb, state["full"], float(strength)), state.get("watermark"))
     saved = _save(ws, loaded, out, loaded.alpha, "-corrected")
     return (str(loaded.path), saved), saved
 
@@ -237,14 +250,16 @@ def build_app(ws: Workspace | None = None):
                                          " 0 = default)", elem_id="correct-stride")
                     c_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength",
                                            elem_id="correct-strength")
+                    c_mark = gr.Textbox(label="Invisible watermark (optional; read back with `pixmend verify`)",
+                                        elem_id="correct-watermark")
                     c_btn = gr.Button("Correct", variant="primary", elem_id="correct-btn")
                 with gr.Column():
                     c_cmp = gr.ImageSlider(label="Before / after", elem_id="correct-compare", type="filepath")
                     c_file = gr.File(label="Download", elem_id="correct-download")
                     c_info = gr.JSON(label="What the model sees (inspect)", elem_id="correct-inspect")
             c_state = gr.State(None)
-            c_btn.click(lambda p, m, s, st: correct_action(ws, p, m, s, st),
-                        [c_in, c_model, c_stride, c_strength], [c_cmp, c_file, c_info, c_state])
+            c_btn.click(lambda p, m, s, st, wm: correct_action(ws, p, m, s, st, wm),
+                        [c_in, c_model, c_stride, c_strength, c_mark], [c_cmp, c_file, c_info, c_state])
             c_strength.release(lambda st, s: reblend_action(ws, st, s), [c_state, c_strength], [c_cmp, c_file],
                                queue=False)
             with gr.Accordion("Many images → zip", open=False):

@@ -45,7 +45,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 200,
     "grad_clip": 1.0,
     "num_workers": 0,
-    "checkpoint_dir": "",  # seed key; the run directory (--out) holds checkpoints
+    "checkpoint_dir": "",  # seed key: where last.safetensors/json go (default: the run directory, --out)
+    "lr_schedule": "noam",  # noam | constant (warm-up, then flat: the inpainting seed) | step (lr_steps)
+    "lr_steps": [],  # for "step": [[until_step, lr], ...] — e.g. the SR seed's piecewise-constant schedule
     "tensorboard_log_dir": "tb",
     "reference_image_path": "",  # seed key: an image corrected and logged to TensorBoard each epoch
     "ref_img_inference_batch_size": 128,
@@ -138,6 +140,25 @@ def autocast_dtype(precision: str, dev: torch.device):
     if precision == "auto":  # CPUs and MPS: full precision unless asked
         return None
     return torch.bfloat16 if dev.type == "cpu" else {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def schedule_lr(step: int, cfg: dict) -> float:
+    """Learning rate at ``step`` (1-based) for the configured ``lr_schedule``."""
+    kind = str(cfg.get("lr_schedule", "noam")).lower()
+    peak, warmup = float(cfg["peak_learning_rate"]), int(cfg["warmup_steps"])
+    if kind == "noam":
+        return noam_lr(step, peak, warmup)
+    if kind == "constant":
+        return peak * min(1.0, max(step, 1) / max(warmup, 1))
+    if kind == "step":
+        table = sorted((int(a), float(b)) for a, b in cfg.get("lr_steps") or [])
+        if not table:
+            raise PixmendError("lr_schedule = 'step' needs lr_steps = [[until_step, lr], ...]")
+        for until, lr in table:
+            if step <= until:
+                return lr
+        return table[-1][1]
+    raise PixmendError(f"lr_schedule must be noam, constant or step, not '{kind}'")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -333,7 +354,9 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
 
     step, epoch, pos, best, elapsed = 0, 0, 0, float("inf"), 0.0
     history: list = []
-    ckpt = out / "last.safetensors"
+    ckpt_dir = Path(cfg["checkpoint_dir"]) if cfg.get("checkpoint_dir") else out
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = ckpt_dir / "last.safetensors"
     if resume:
         if ckpt.exists():
             meta = load_checkpoint(ckpt, model, opt)
@@ -358,7 +381,8 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
         "name": out.name, "architecture": architecture, "task": task.name,
         "config": {k: v for k, v in cfg.items() if k not in TRAIN_DEFAULTS},
         "train_config": {k: v for k, v in cfg.items() if k in TRAIN_DEFAULTS},
-        "data": {"path": str(data), "source_images": getattr(train_ds, "num_sources", None)},
+        "data": {"path": str(data), "source_images": getattr(train_ds, "num_sources", None),
+                 **getattr(task, "card_data", {})},
         "parameters": n_params, "hardware": hardware_description(dev), "world_size": dist.world,
         "torch": torch.__version__,
     }
@@ -419,7 +443,7 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
                                 num_workers=int(cfg["num_workers"]),
                                 generator=torch.Generator().manual_seed(int(cfg["seed"]) * 7919 + epoch))
             for b in loader:
-                lr = noam_lr(step + 1, float(cfg["peak_learning_rate"]), int(cfg["warmup_steps"]))
+                lr = schedule_lr(step + 1, cfg)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 loss, metrics = forward_loss(b)
@@ -460,7 +484,10 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
                         best = v
                         save_weights(out / "model.safetensors", model,
                                      {**card_base, "steps": step, "best_val_loss": best, "wall_time_s": round(elapsed, 1)})
-                if end_of_epoch and writer:
+                # the preview (the seed's reference image when reference_image_path is set) at every validation,
+                # not only at epoch ends: an epoch of the seed's PixelDataset can be longer than a whole run
+                validated = step % int(cfg["val_every"]) == 0 or end_of_epoch or step == total
+                if validated and writer:
                     img = task.preview(unwrap(model), cfg, val_ds)
                     if img is not None:
                         writer.add_image("reference", np.clip(img, 0, 1), step, dataformats="HWC")

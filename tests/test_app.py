@@ -211,3 +211,15 @@ def test_browser_screenshots_of_every_tab(browser_app):
         _wait(lambda: driver.find_element(By.ID, f"{tab.lower()}-btn" if tab != "Inpaint" else "inpaint-btn")
               .is_displayed(), what=f"the {tab} tab's button")
         _shot(driver, tab.lower())
+
+
+def test_correct_with_watermark_reads_back(ws, tmp_path):
+    from pixmend.io import read_image
+    from pixmend.watermark import extract
+
+    src = tmp_path / "w.png"
+    Image.open(EXAMPLE).save(src)
+    _, saved, _, state = app.correct_action(ws, str(src), "gl-transformer", None, 1.0, "pixmend-app")
+    assert extract(read_image(saved).rgb) == "pixmend-app"
+    _, saved2 = app.reblend_action(ws, state, 0.7)  # the slider keeps the mark
+    assert extract(read_image(saved2).rgb) == "pixmend-app"

@@ -278,3 +278,16 @@ def test_cli_eval_json_bits_per_dim(tmp_path, tiny_gpt, capsys):
     assert 0 < last["bits_per_dim"] < 7 / 3 * 1.5  # a random model is near uniform (log2(128)/3 bits)
     model, card = create_model(str(tiny_gpt), task="generate")
     assert last["bits_per_dim"] == pytest.approx(G.evaluate(model, card, tmp_path, progress=False)["bits_per_dim"])
+
+
+def test_python_api_complete_and_generate(tiny_gpt):
+    import pixmend
+    from PIL import Image
+
+    ims = pixmend.generate(3, seed=5, model=str(tiny_gpt))
+    assert len(ims) == 3 and all(isinstance(i, Image.Image) for i in ims)
+    again = pixmend.generate(3, seed=5, model=str(tiny_gpt), as_pil=False)
+    assert np.array_equal(np.asarray(ims[0]), np.rint(again[0] * 255).astype(np.uint8))
+    src = np.random.default_rng(0).random((20, 24, 3)).astype(np.float32)
+    out = pixmend.complete(src, keep=0.5, model=str(tiny_gpt))
+    assert out.shape[2] == 3 and out.shape[0] == out.shape[1]

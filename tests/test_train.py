@@ -234,3 +234,20 @@ def test_precision_choices_and_bf16_autocast_on_cpu(photo_dir, tmp_path):
         T.autocast_dtype("int8", cpu)
     res = run("pixel-transformer", photo_dir, tmp_path / "bf16", steps=3, precision="bf16")
     assert res.steps == 3 and all(math.isfinite(l) for _, l in res.history)
+
+
+def test_lr_schedules():
+    base = {"peak_learning_rate": 1e-3, "warmup_steps": 10}
+    assert T.schedule_lr(100, {**base, "lr_schedule": "noam"}) == pytest.approx(T.noam_lr(100, 1e-3, 10))
+    assert T.schedule_lr(5, {**base, "lr_schedule": "constant"}) == pytest.approx(5e-4)
+    assert T.schedule_lr(5000, {**base, "lr_schedule": "constant"}) == pytest.approx(1e-3)
+    steps = {**base, "lr_schedule": "step", "lr_steps": [[100, 1e-5], [200, 1e-4], [300, 3e-5]]}
+    assert [T.schedule_lr(s, steps) for s in (1, 100, 101, 250, 999)] == [1e-5, 1e-5, 1e-4, 3e-5, 3e-5]
+    with pytest.raises(PixmendError, match="lr_schedule"):
+        T.schedule_lr(1, {**base, "lr_schedule": "cosine"})
+
+
+def test_checkpoint_dir_seed_key(photo_dir, tmp_path):
+    run("pixel-transformer", photo_dir, tmp_path / "out", steps=2, checkpoint_dir=str(tmp_path / "ckpts"))
+    assert (tmp_path / "ckpts" / "last.safetensors").exists() and not (tmp_path / "out" / "last.safetensors").exists()
+    assert (tmp_path / "out" / "model.safetensors").exists()

@@ -161,6 +161,8 @@ class InpaintTask:
             raise PixmendError(f"variant must be 'hole_context' or 'whole', not '{cfg['variant']}'")
         tr, va, te = D.split_three(files, float(cfg["val_split"]), float(cfg.get("test_split", 0.1)), seed)
         self.test_files = [str(p) for p in te]
+        self.card_data = {"split": "80/10/10 by source image", "validation_sources": [p.name for p in va],
+                          "test_sources": [p.name for p in te]}
         tr_imgs = [D.load_uint8(f) for f in tr]
         va_imgs = [D.load_uint8(f) for f in (va or tr[:1])]
         crop, probs = int(cfg["crop"]), tuple(float(p) for p in cfg["mask_probs"])
@@ -184,6 +186,7 @@ class InpaintTask:
             mse = masked_mean((out - img) ** 2, mask)
             metrics["psnr_hole"] = float(-10 * torch.log10(mse.clamp_min(1e-10)))
             metrics["ssim"] = float(ssim(out, img))
+            metrics["edge_hole"] = float(masked_mean((sobel_edges(out) - sobel_edges(img)).abs(), mask))
         if not training:
             return hole_l1, metrics
         if cfg.get("variant", "hole_context") == "whole":
@@ -231,7 +234,11 @@ def hole_scores(out: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict:
     mse = float(np.mean((out[hole] - truth[hole]) ** 2))
     _, smap = structural_similarity(out, truth, data_range=1.0, channel_axis=-1, gaussian_weights=True,
                                     sigma=1.5, use_sample_covariance=False, full=True)
+    from ..metrics import sobel_edges
+
+    edge = np.abs(sobel_edges(out) - sobel_edges(truth))
     return {"psnr_hole": 10 * np.log10(1 / max(mse, 1e-10)), "ssim_hole": float(smap[hole].mean()),
+            "l1_hole": float(np.abs(out[hole] - truth[hole]).mean()), "edge_hole": float(edge[hole].mean()),
             "psnr": psnr(out, truth), "ssim": float(smap.mean())}
 
 
@@ -266,7 +273,7 @@ def evaluate(model, card: dict, data: Path, device="cpu", limit: int | None = No
     res = {"task": "inpaint", "model": card.get("name", card["architecture"]), "images": len(files)}
     for kind in kinds:
         sub = [r for r in rows if r["mask"] == kind]
-        for k in ("psnr_hole", "ssim_hole", "psnr", "ssim"):
+        for k in ("psnr_hole", "ssim_hole", "l1_hole", "edge_hole", "psnr", "ssim"):
             res[f"{kind}_{k}"] = float(np.mean([r[k] for r in sub]))
     res["per_image"] = rows
     return res
