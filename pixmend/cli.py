@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--model", default=None, help="registry name (inpaint-unet) or a .safetensors path "
                                                   "written by `pixmend train inpaint`")
     ip.add_argument("--context", type=_positive_int, default=16, help="known pixels around each hole the model sees (default 16)")
+    ip.add_argument("--whole", action="store_true",
+                    help="the seed's whole-image variant: one pass over the entire image (default: a window per hole)")
     ip.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ip.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 100 MP)")
     add_device(ip)
@@ -275,7 +277,7 @@ def cmd_inpaint(a) -> int:
         if mask.shape != img.rgb.shape[:2]:
             raise PixmendError(f"{img.path}: mask {mp} is {mask.shape[1]}×{mask.shape[0]}, the image is "
                                f"{img.rgb.shape[1]}×{img.rgb.shape[0]}")
-        return inpaint_image(img.rgb, img.alpha, mask, model, dev, a.context)
+        return inpaint_image(img.rgb, img.alpha, mask, model, dev, a.context, whole=a.whole)
 
     return common.run_batch(a.inputs, a.output, process, a.overwrite, desc="inpaint", max_pixels=a.max_pixels)
 

@@ -299,3 +299,31 @@ def test_eval_and_train_cli(tiny_weights, photo_dir, tmp_path, capsys):
                  "--set", "base_channels=8", "--set", "crop=32", "--set", "hole_size=16", "--set", "hole_margin=4",
                  "--set", "samples_per_epoch=8", "--set", "val_batches=1", "--batch-size", "4"]) == 0
     assert (out / "model.safetensors").exists()
+
+
+def test_whole_image_variant_keeps_known_pixels(tiny_weights, tmp_path):
+    img = synth_image(40, 48, seed=4)
+    mask = np.zeros((40, 48), np.float32)
+    mask[5:15, 5:15] = 1
+    mask[25:35, 30:44] = 1
+    m = create_model(str(tiny_weights), task="inpaint")[0]
+    out = inpaint_rgb(img, mask, m, whole=True)
+    assert np.array_equal(out[mask == 0], img[mask == 0]) and not np.array_equal(out, img)
+    save_png(tmp_path / "a.png", img)
+    Image.fromarray((mask * 255).astype(np.uint8)).save(tmp_path / "m.png")
+    assert main(["inpaint", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o",
+                 str(tmp_path / "o.png"), "--model", str(tiny_weights), "--whole"]) == 0
+
+
+def test_whole_variant_config_trains(photo_dir, tmp_path):
+    from pixmend.train import load_config_file, train
+
+    from pathlib import Path
+
+    cfg = load_config_file(Path(__file__).resolve().parent.parent / "pixmend" / "configs" / "inpaint-unet-whole.toml")
+    assert cfg["variant"] == "whole" and cfg["base_channels"] == 32
+    over = dict(TINY, crop=32, hole_size=16, hole_margin=4, batch_size=2, samples_per_epoch=4, steps=2,
+                val_batches=1, variant="whole")
+    res = train(InpaintTask(), "inpaint-unet", photo_dir, tmp_path / "w", overrides=over, device="cpu",
+                progress=False)
+    assert res.steps == 2

@@ -95,9 +95,10 @@ def _fill_window(img: torch.Tensor, msk: torch.Tensor, model, scale: float) -> t
 
 
 def inpaint_rgb(rgb: np.ndarray, mask: np.ndarray, model, device="cpu", context: int = 16,
-                progress=None) -> np.ndarray:
+                progress=None, whole: bool = False) -> np.ndarray:
     """Fill the holes of ``rgb`` (H, W, 3 float) where ``mask`` (H, W) is 1. Pixels outside the mask are
-    returned bit-for-bit unchanged."""
+    returned bit-for-bit unchanged. ``whole=True``: the seed's whole-image variant — one pass over the entire
+    image with every hole at once (memory grows with the image; the default works hole by hole)."""
     if mask.shape != rgb.shape[:2]:
         raise PixmendError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is "
                            f"{rgb.shape[1]}×{rgb.shape[0]}")
@@ -106,7 +107,7 @@ def inpaint_rgb(rgb: np.ndarray, mask: np.ndarray, model, device="cpu", context:
     if not mask.any():
         return out
     remaining = mask.copy()
-    windows = hole_windows(mask, context)
+    windows = [(0, mask.shape[0], 0, mask.shape[1], 1.0)] if whole else hole_windows(mask, context)
     with torch.inference_mode():
         for k, (y0, y1, x0, x1, scale) in enumerate(windows):
             m = remaining[y0:y1, x0:x1]
@@ -124,9 +125,9 @@ def inpaint_rgb(rgb: np.ndarray, mask: np.ndarray, model, device="cpu", context:
 
 
 def inpaint_image(rgb: np.ndarray, alpha: np.ndarray | None, mask: np.ndarray, model, device="cpu",
-                  context: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
+                  context: int = 16, whole: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB filled inside the mask; alpha kept exactly."""
-    return inpaint_rgb(rgb, mask, model, device, context), alpha
+    return inpaint_rgb(rgb, mask, model, device, context, whole=whole), alpha
 
 
 # ---------------------------------------------------------------------------------------------- training
