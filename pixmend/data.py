@@ -239,10 +239,13 @@ class SRDataset(SeededDataset):
     """
 
     def __init__(self, images: list[np.ndarray], scale: int = 2, lr_crop: int = 48, length: int = 4096,
-                 seed: int = 0, fixed: bool = False, methods: tuple = degrade.DOWNSAMPLE_METHODS):
+                 seed: int = 0, fixed: bool = False, methods: tuple = degrade.DOWNSAMPLE_METHODS,
+                 blur_prob: float = 0.0, noise_prob: float = 0.0):
         if not images:
             raise PixmendError("no training images")
         self.images, self.scale, self.lr_crop, self.length = images, int(scale), int(lr_crop), int(length)
+        # the SR seed's "random blurring and random noise" experiment (off by default: it did not help there)
+        self.blur_prob, self.noise_prob = float(blur_prob), float(noise_prob)
         self.seed, self.fixed, self.methods = seed, fixed, tuple(methods)
         self.epoch = 0
         smallest = min(min(im.shape[:2]) for im in images)
@@ -261,6 +264,10 @@ class SRDataset(SeededDataset):
             hr = hr[:, ::-1]
         hr = np.ascontiguousarray(hr).astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
         lr, _ = degrade.random_downsample(hr, self.scale, rng, self.methods)
+        if self.blur_prob > 0 and rng.uniform() < self.blur_prob:  # guarded: no draws when off (same stream)
+            lr = degrade.gaussian_blur(lr, float(rng.uniform(0.2, 1.0)))
+        if self.noise_prob > 0 and rng.uniform() < self.noise_prob:
+            lr = np.clip(lr + rng.normal(0.0, rng.uniform(0.0, 0.02), lr.shape), 0, 1).astype(np.float32)
         return chw(lr), chw(hr)
 
 

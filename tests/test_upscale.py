@@ -297,3 +297,24 @@ def test_eval_returns_psnr_y(tmp_path, photo_dir):
     save_png(tmp_path / "x2" / "p.png", degrade.downsample(hr, 2, "bicubic"))
     res = evaluate(tiny(2), card, tmp_path, progress=False)
     assert res["images"] == 1 and np.isfinite(res["psnr_y"])
+
+
+def test_channel_attention_groups_option():
+    """channel_groups = 1: one channel attention over all channels (seed 004: no split into groups)."""
+    one = build_model("window-sr-x2", {**TINY_SR, "channel_groups": 1})
+    grouped = build_model("window-sr-x2", TINY_SR)
+    ch = [b.attn for b in one.blocks if b.kind == "channel"][0]
+    assert ch.heads == 1 and ch.temperature.shape[0] == 1
+    assert [b.attn for b in grouped.blocks if b.kind == "channel"][0].heads == TINY_SR["heads"]
+    assert one(torch.rand(1, 3, 12, 16)).shape == (1, 3, 24, 32)
+
+
+def test_lr_blur_and_noise_options_and_default_stream_unchanged(tmp_path):
+    imgs = [to_u8(synth_image(64, 64, seed=3))]
+    plain = SRDataset(imgs, 2, 16, 4, seed=0)
+    again = SRDataset(imgs, 2, 16, 4, seed=0, blur_prob=0.0, noise_prob=0.0)
+    assert torch.equal(plain[1][0], again[1][0])
+    noisy = SRDataset(imgs, 2, 16, 4, seed=0, blur_prob=1.0, noise_prob=1.0)
+    lr_p, hr_p = plain[1]
+    lr_n, hr_n = noisy[1]
+    assert torch.equal(hr_p, hr_n) and not torch.equal(lr_p, lr_n) and lr_n.min() >= 0 and lr_n.max() <= 1

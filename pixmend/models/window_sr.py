@@ -47,6 +47,7 @@ class WindowSRConfig:
     dim: int = 48  # feature channels
     depth: int = 6  # blocks, alternating window / channel attention (window first)
     heads: int = 3  # heads of both attentions (dim must divide by it)
+    channel_groups: int = 0  # channel attention groups: 0 = one per head (DaViT); 1 = all channels together (the seed)
     window: int = 4  # window side, pixels
     shift: bool = True  # shift every other window block by window // 2 (Swin); False = DaViT's plain windows
     mlp_ratio: float = 2.0
@@ -169,12 +170,14 @@ class ConvPosEnc(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, kind: str, heads: int, window: int, shift: int, mlp_ratio: float, conv_pos: bool):
+    def __init__(self, dim: int, kind: str, heads: int, window: int, shift: int, mlp_ratio: float, conv_pos: bool,
+                 channel_groups: int = 0):
         super().__init__()
         self.kind = kind
         self.cpe1 = ConvPosEnc(dim) if conv_pos else nn.Identity()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, heads, window, shift) if kind == "window" else ChannelAttention(dim, heads)
+        self.attn = (WindowAttention(dim, heads, window, shift) if kind == "window"
+                     else ChannelAttention(dim, channel_groups or heads))
         self.cpe2 = ConvPosEnc(dim) if conv_pos else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
@@ -192,7 +195,7 @@ class WindowSR(nn.Module):
     def __init__(self, cfg: WindowSRConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or WindowSRConfig()
-        if cfg.scale < 1 or cfg.dim % cfg.heads or cfg.window < 1:
+        if cfg.scale < 1 or cfg.dim % cfg.heads or cfg.window < 1 or (cfg.channel_groups and cfg.dim % cfg.channel_groups):
             raise ValueError(f"bad WindowSR config: {cfg}")
         d = cfg.dim
         self.stem = nn.Conv2d(3, d, 3, padding=1)
@@ -204,7 +207,8 @@ class WindowSR(nn.Module):
                 n_window += 1
                 blocks.append(Block(d, "window", cfg.heads, cfg.window, shift, cfg.mlp_ratio, cfg.conv_pos))
             else:
-                blocks.append(Block(d, "channel", cfg.heads, cfg.window, 0, cfg.mlp_ratio, cfg.conv_pos))
+                blocks.append(Block(d, "channel", cfg.heads, cfg.window, 0, cfg.mlp_ratio, cfg.conv_pos,
+                                    cfg.channel_groups))
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(d)
         self.conv_after = nn.Conv2d(d, d, 3, padding=1)

@@ -114,7 +114,8 @@ class UpscaleTask:
                 "edge_weight_after": 0.5,  # fraction of the steps trained with plain L1 before edge weighting
                 "edge_loss_weight": 1.0,
                 "gan_weight": 0.0,  # > 0: add a PatchGAN term (off in shipped models)
-                "gan_after": 0.8, "gan_lr": 1e-4, "gan_width": 32}
+                "gan_after": 0.8, "gan_lr": 1e-4, "gan_width": 32,
+                "lr_blur_prob": 0.0, "lr_noise_prob": 0.0}  # the seed's blur / noise experiment, off
 
     # -- data
     def datasets(self, cfg: dict, data: Path):
@@ -135,7 +136,9 @@ class UpscaleTask:
                                f"(use {', '.join(degrade.DOWNSAMPLE_METHODS)})")
         s, crop = int(cfg["scale"]), int(cfg["lr_crop"])
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
-        train_ds = D.SRDataset(tr_imgs, s, crop, int(cfg["samples_per_epoch"]), seed, methods=methods)
+        train_ds = D.SRDataset(tr_imgs, s, crop, int(cfg["samples_per_epoch"]), seed, methods=methods,
+                               blur_prob=float(cfg.get("lr_blur_prob", 0.0)),
+                               noise_prob=float(cfg.get("lr_noise_prob", 0.0)))
         val_ds = D.SRDataset(va_imgs, s, crop, n_val, seed + 1, fixed=True, methods=methods)
         train_ds.num_sources = len(tr)
         self.total_steps = int(cfg["steps"]) or int(cfg["num_epochs"]) * max(1, len(train_ds) // int(cfg["batch_size"]))
