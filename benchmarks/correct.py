@@ -153,6 +153,22 @@ def write_section(md_path: Path, name: str, body: str) -> None:
     md_path.write_text(text)
 
 
+def load_models(names: str, task: str) -> tuple[dict, list]:
+    """{name: (model, card)} for a comma-separated list of registry names / weights paths, and the names that
+    could not be loaded (no weights yet), each reported on stderr."""
+    from pixmend.errors import PixmendError
+    from pixmend.tasks.common import get_model
+
+    models, missing = {}, []
+    for name in [m for m in names.split(",") if m]:
+        try:
+            models[name] = get_model(name, task)
+        except PixmendError as e:
+            print(f"skipping {name}: {e}", file=sys.stderr)
+            missing.append(name)
+    return models, missing
+
+
 def machine() -> str:
     from pixmend.train import hardware_description
     import torch

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from correct import machine, write_section  # noqa: E402
+from correct import load_models, machine, write_section  # noqa: E402
 
 KINDS = ("square", "brush")
 
@@ -63,23 +63,15 @@ def main() -> None:
 
     torch.set_num_threads(2)
     from pixmend import data as D
-    from pixmend.errors import PixmendError
     from pixmend.io import read_image
-    from pixmend.tasks.common import get_model
     from pixmend.tasks.inpaint import center_crop, eval_masks, hole_scores, inpaint_rgb
 
     files = D.image_files(Path(a.data) / "kodak24")
     files = files[: a.limit] if a.limit else files
     crops = [center_crop(read_image(f).rgb, 256) for f in files]
     methods = {"mean fill": mean_fill, "OpenCV Telea": opencv("telea"), "OpenCV Navier-Stokes": opencv("ns")}
-    missing = []
-    for name in [m for m in a.models.split(",") if m]:
-        try:
-            model, card = get_model(name, "inpaint")
-        except PixmendError as e:
-            print(f"skipping {name}: {e}", file=sys.stderr)
-            missing.append(name)
-            continue
+    loaded, missing = load_models(a.models, "inpaint")
+    for name, (model, _card) in loaded.items():
         methods[name] = lambda img, mask, m=model: inpaint_rgb(img, mask, m)
 
     results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "images": len(crops), "missing": missing,

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from correct import machine, write_section  # noqa: E402  (the shared helpers of benchmarks/correct.py)
+from correct import load_models, machine, write_section  # noqa: E402  (the shared helpers of benchmarks/correct.py)
 
 from pixmend.metrics import psnr_y, ssim_y  # noqa: E402
 
@@ -87,20 +87,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from pixmend.errors import PixmendError
-    from pixmend.tasks.common import get_model
     from pixmend.tasks.upscale import bicubic_upscale, model_scale, upscale_rgb
 
     data = Path(a.data)
-    models, missing = {}, []
-    for name in [m for m in a.models.split(",") if m]:
-        try:
-            model, card = get_model(name, "upscale")
-        except PixmendError as e:
-            print(f"skipping {name}: {e}", file=sys.stderr)
-            missing.append(name)
-            continue
-        models[name] = (model, card, model_scale(model))
+    loaded, missing = load_models(a.models, "upscale")
+    models = {name: (model, card, model_scale(model)) for name, (model, card) in loaded.items()}
     scales = sorted({s for *_, s in models.values()} | {2, 4})
 
     results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "scales": {}, "missing": missing}

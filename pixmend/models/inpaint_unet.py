@@ -73,10 +73,12 @@ class SelfAttention(nn.Module):
         return x + self.gamma * out.transpose(1, 2).reshape(b, c, h, w)
 
 
-def pushpull_fill(image: torch.Tensor, known: torch.Tensor, levels: int = 6) -> torch.Tensor:
-    """Smooth hole filling by push-pull interpolation (Gortler et al., "The Lumigraph", 1996): average the known
-    pixels down a pyramid, then fill each level's holes from the level below, upsampled. Known pixels come back
-    unchanged; cells with nothing known even at the coarsest level take the mean of all known pixels."""
+def pushpull_fill(image: torch.Tensor, known: torch.Tensor, levels: int = 6, smooth_steps: int = 24) -> torch.Tensor:
+    """Smooth hole filling: a push-pull pyramid (Gortler et al., "The Lumigraph", 1996) whose pull phase relaxes
+    each level towards the harmonic (membrane) interpolant — ``smooth_steps`` Jacobi iterations per level, the
+    unknown cells taking the mean of their four neighbours, known cells held — a small multigrid solve of the
+    Laplace equation in the hole, the classical diffusion fill. Known pixels come back unchanged; cells with
+    nothing known even at the coarsest level take the mean of all known pixels."""
     pyramid = []
     x, w = image * known, known
     for _ in range(levels):
@@ -86,10 +88,17 @@ def pushpull_fill(image: torch.Tensor, known: torch.Tensor, levels: int = 6) -> 
     total = known.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
     mean = (image * known).sum(dim=(2, 3), keepdim=True) / total
     filled = torch.where(w > 1e-6, x / w.clamp_min(1e-6), mean)
+    c = int(image.shape[1])  # a constant (3) even when traced for export
+    kernel = image.new_tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]]).view(1, 1, 3, 3)
+    kernel = kernel.repeat(c, 1, 1, 1)
     for x, w in reversed(pyramid):
         up = F.interpolate(filled, size=x.shape[-2:], mode="bilinear", align_corners=False)
         a = w.clamp(0, 1)
-        filled = x / w.clamp_min(1e-6) * a + up * (1 - a)
+        data = x / w.clamp_min(1e-6)
+        filled = data * a + up * (1 - a)
+        for _ in range(smooth_steps):
+            nb = F.conv2d(F.pad(filled, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
+            filled = data * a + nb * (1 - a)
     return filled
 
 
