@@ -223,3 +223,29 @@ def test_correct_with_watermark_reads_back(ws, tmp_path):
     assert extract(read_image(saved).rgb) == "pixmend-app"
     _, saved2 = app.reblend_action(ws, state, 0.7)  # the slider keeps the mark
     assert extract(read_image(saved2).rgb) == "pixmend-app"
+
+
+def test_generate_and_complete_and_inpaint_actions(ws, tmp_path, monkeypatch):
+    """The Generate / Complete / Inpaint tabs' actions on tiny models (pixel-gpt ships in a later release)."""
+    import torch
+
+    from pixmend.models.registry import build_model
+
+    torch.manual_seed(0)
+    gpt_cfg = dict(tokenizer="hsv", hsv_bits=[2, 2, 2], image_size=8, n_layer=1, n_head=2, n_embd=16)
+    gpt = build_model("pixel-gpt", gpt_cfg).eval()
+    inp = build_model("inpaint-unet", dict(base_channels=8, disc_channels=8)).eval()
+    models = {"generate": (gpt, {"architecture": "pixel-gpt", "config": gpt_cfg}),
+              "inpaint": (inp, {"architecture": "inpaint-unet", "config": {}})}
+    monkeypatch.setattr(app, "_model", lambda name, task: models[task])
+    grid = app.generate_action(3, 1, 1.0, 0, "", 2)
+    assert len(grid) == 3 and grid[0].shape == (16, 16, 3) and grid[0].dtype == np.uint8
+    outs = app.complete_action(str(_small_png(tmp_path)), 0.5, 0, 1.0, 2, 1)
+    assert len(outs) == 2 and outs[0].shape == (8, 8, 3)
+    src = _small_png(tmp_path, "b.png", (32, 40))
+    layer = np.zeros((32, 40, 4), np.uint8)
+    layer[8:16, 8:20] = (255, 0, 255, 255)
+    saved, _ = app.inpaint_action(ws, {"background": str(src), "layers": [layer], "composite": None})
+    before, after = np.asarray(Image.open(src)), np.asarray(Image.open(saved))
+    keep = layer[..., 3] == 0
+    assert np.array_equal(before[keep], after[keep])
