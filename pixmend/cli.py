@@ -24,13 +24,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _strength(v: str) -> float:
-    f = float(v)
-    if not 0.0 <= f <= 1.0:
-        raise argparse.ArgumentTypeError(f"strength must be between 0 and 1, not {v}")
-    return f
-
-
 def _positive_int(v: str) -> int:
     i = int(v)
     if i < 1:
@@ -54,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, metavar="OUT")
     c.add_argument("--model", default=None, help="registry name (gl-transformer [default], pixel-transformer) "
                                                  "or a .safetensors path written by `pixmend train`")
-    c.add_argument("--strength", type=_strength, default=1.0, help="0 = original, 1 = fully corrected (default 1)")
+    c.add_argument("--strength", type=_fraction, default=1.0, help="0 = original, 1 = fully corrected (default 1)")
     c.add_argument("--stride", type=_positive_int, default=None,
                    help="pixel-transformer only: window stride (default num_pixels/2; smaller = smoother, slower)")
     c.add_argument("--batch-size", type=_positive_int, default=128, help="pixel-transformer windows per batch")

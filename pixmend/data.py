@@ -49,6 +49,17 @@ def split_files(files: list, val_split: float, seed: int) -> tuple[list, list]:
     return train, val
 
 
+def load_photo_split(data: Path, val_split: float, seed: int, expected: str = "a folder of clean photos"
+                     ) -> tuple[list[Path], list[np.ndarray], list[np.ndarray]]:
+    """The photos in ``data`` split by source (seeded) and decoded: (train files, train images, validation
+    images); with a single photo it validates on that one too."""
+    files = image_files(data)
+    if not files:
+        raise PixmendError(f"{data}: no images (expected {expected})")
+    tr, va = split_files(files, val_split, seed)
+    return tr, [load_uint8(f) for f in tr], [load_uint8(f) for f in (va or tr[:1])]
+
+
 def paired_folders(data: Path, input_dir: str = "inputs", output_dir: str = "outputs") -> list[tuple[Path, Path]] | None:
     """The seed's layout: DATA/inputs/x.png paired with DATA/outputs/x.png. None when DATA is not paired."""
     ind, outd = Path(data) / input_dir, Path(data) / output_dir

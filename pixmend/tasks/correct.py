@@ -217,12 +217,8 @@ class CorrectTask:
             load = lambda ps: [(D.load_uint8(a), D.load_uint8(b)) for a, b in ps]  # noqa: E731
             tr_pairs, va_pairs = load(tr), load(va or tr[:1])
         else:
-            files = D.image_files(data)
-            if not files:
-                raise PixmendError(f"{data}: no images (expected clean photos, or inputs/ and outputs/ folders)")
-            tr, va = D.split_files(files, float(cfg["val_split"]), seed)
-            tr_imgs = [D.load_uint8(f) for f in tr]
-            va_imgs = [D.load_uint8(f) for f in (va or tr[:1])]
+            tr, tr_imgs, va_imgs = D.load_photo_split(data, float(cfg["val_split"]), seed,
+                                                      "clean photos, or inputs/ and outputs/ folders")
         if "num_pixels" in cfg and "thumb_size" not in cfg:  # pixel-transformer: the seed's PixelDataset
             if pairs is None:
                 tr_pairs = _synthetic_pairs(tr_imgs, cfg, seed)

@@ -122,12 +122,7 @@ class UpscaleTask:
         from .. import data as D
 
         seed = int(cfg["seed"])
-        files = D.image_files(data)
-        if not files:
-            raise PixmendError(f"{data}: no images (expected a folder of clean photos)")
-        tr, va = D.split_files(files, float(cfg["val_split"]), seed)
-        tr_imgs = [D.load_uint8(f) for f in tr]
-        va_imgs = [D.load_uint8(f) for f in (va or tr[:1])]
+        tr, tr_imgs, va_imgs = D.load_photo_split(data, float(cfg["val_split"]), seed)
         methods = cfg.get("downsample_methods", "bilinear,bicubic,area")
         methods = tuple(m.strip() for m in methods.split(",")) if isinstance(methods, str) else tuple(methods)
         bad = [m for m in methods if m not in degrade.DOWNSAMPLE_METHODS]
