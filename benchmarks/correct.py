@@ -94,12 +94,19 @@ def quality(sets: dict, models: dict, damage: str) -> dict:
     return table
 
 
+SEED_PT = "pixel-transformer@seed-config"
+
 SPEED_SNIPPET = r"""
+SEED_PT = "pixel-transformer@seed-config"
 import sys, time, resource, json, numpy as np, torch
 torch.set_num_threads(int(sys.argv[4]))
 from pixmend.tasks.common import get_model
 from pixmend.tasks.correct import correct_rgb
-m, card = get_model(sys.argv[1], "correct")
+if sys.argv[1] == SEED_PT:  # the seed's own CONFIG (256 wide, 4 layers, 128-pixel windows): speed only
+    from pixmend.models.registry import build_model
+    m, card = build_model("pixel-transformer", {}).eval(), {"architecture": "pixel-transformer"}
+else:
+    m, card = get_model(sys.argv[1], "correct")
 h, w = int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 img = np.clip(rng.normal(0.5, 0.2, (h, w, 3)), 0, 1).astype(np.float32)
@@ -183,6 +190,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="images per set (0 = all)")
     ap.add_argument("--update-cards", action="store_true", help="store the figures in the shipped model cards")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--seed-config-speed", action="store_true",
+                    help="also time the seed's full-size pixel-transformer configuration (untrained; minutes)")
     a = ap.parse_args()
     import torch
 
@@ -201,9 +210,9 @@ def main() -> None:
                "clean": quality(sets, models, "clean")}
     if not a.skip_speed:
         results["speed"] = {}
-        for n in names:
-            for h, w in ((1024, 1024), (1024, 1536)):
-                reps = 3 if n != "pixel-transformer" else 1
+        for n in names + ([SEED_PT] if a.seed_config_speed else []):
+            for h, w in ((1024, 1024), (1024, 1536)) if n != SEED_PT else ((1024, 1536),):
+                reps = 3 if not n.startswith("pixel-transformer") else 1
                 results["speed"][f"{n} {h}x{w}"] = speed(n, h, w, repeats=reps)
                 print("speed", n, h, w, results["speed"][f"{n} {h}x{w}"], flush=True)
         import tempfile
@@ -238,6 +247,15 @@ def main() -> None:
         for k, v in results["speed"].items():
             n, size = k.rsplit(" ", 1)
             body.append(f"| {n} | {size} | {v['seconds']:.2f} | {v['s_per_mp']:.2f} | {v['peak_rss_mb']:.0f} |")
+        if any(k.startswith(SEED_PT) for k in results["speed"]):
+            body.append(f"\n`{SEED_PT}` is the seed project's own CONFIG (model_dim 256, 4 layers, feed-forward "
+                        "1024, 128-pixel windows, stride 64), built untrained: its speed does not depend on the "
+                        "weights. The shipped `pixel-transformer` is a smaller configuration trained here.")
+            ref = results["speed"].get("gl-transformer 1024x1536", {}).get("seconds")
+            seed_s = results["speed"][f"{SEED_PT} 1024x1536"]["seconds"]
+            if ref:
+                body.append(f"gl-transformer is **{seed_s / ref:.0f}×** faster than the seed's configuration on "
+                            "the 1024×1536 image.")
         body.append(f"\nWhole command `pixmend correct IMG.png -o OUT.png` on a 1024×1536 PNG, start-up included: "
                     f"**{results['command_seconds_1024x1536']:.2f} s**.")
     write_section(ROOT / "docs" / "BENCHMARKS.md", "correct", "\n".join(body))

@@ -194,22 +194,91 @@ class SyntheticCorrectionDataset(SeededDataset):
     """(degraded, clean, sharpen_amount) crops made on the fly from clean photos; seeded per (epoch, index)."""
 
     def __init__(self, images: list[np.ndarray], crop: int = 256, length: int = 4096, seed: int = 0,
-                 p_illustration: float = 0.25, degrade_cfg: degrade.DegradeConfig | None = None, fixed: bool = False):
+                 p_illustration: float = 0.25, degrade_cfg: degrade.DegradeConfig | None = None, fixed: bool = False,
+                 thumb: int = 0, view_max: int = 384):
         if not images:
             raise PixmendError("no training images")
         self.images, self.crop, self.length, self.seed = images, crop, length, seed
         self.p_illustration, self.cfg, self.fixed = p_illustration, degrade_cfg or degrade.DegradeConfig(), fixed
+        self.thumb, self.view_max = thumb, view_max
+        # wide views are shrunk to view_max anyway: cut them from copies at twice that size (~10x cheaper)
+        self.view_images = [shrink_long_side(im, 2 * view_max) for im in images] if thumb else images
         self.epoch = 0
 
     def __getitem__(self, index: int):
+        """(bad, clean, amount); with ``thumb`` also (radius, luma_only, bad_thumb, clean_thumb): a thumbnail
+        of a *wide* view of the same photo (40–100 % of each side, any aspect, squashed to thumb×thumb like
+        inference squashes a whole image) with the same damage, so the colour stage learns from what it will
+        see at inference — whole pictures — while the crop trains the full-resolution stages."""
         rng = self._rng(index)
-        img = self.images[int(rng.integers(len(self.images)))]
+        k = int(rng.integers(len(self.images)))
+        img = self.images[k]
+        if self.crop == 0:  # colour-only items: just the wide-view thumbnails
+            return self._thumbs(self.view_images[k], rng)
         clean = random_view(img, min(self.crop, *img.shape[:2]), rng)
-        if rng.uniform() < self.p_illustration:
+        illustrated = rng.uniform() < self.p_illustration
+        if illustrated:
             clean = degrade.illustrate(clean, rng)
         bad, deg = degrade.gpt_degrade(clean, rng, self.cfg)
         amount = deg.sharpen.amount if deg.sharpen is not None else 0.0
-        return chw(bad), chw(clean), torch.tensor(amount, dtype=torch.float32)
+        out = (chw(bad), chw(clean), torch.tensor(amount, dtype=torch.float32))
+        if not self.thumb:
+            return out
+        radius = deg.sharpen.radius if deg.sharpen is not None else 0.0
+        luma = float(deg.sharpen.luma_only) if deg.sharpen is not None else 0.0
+        out = out + (torch.tensor(radius, dtype=torch.float32), torch.tensor(luma, dtype=torch.float32))
+        view = wide_view(self.view_images[k], rng, self.view_max)
+        if illustrated:
+            view = degrade.illustrate(view, rng)
+        bad_view = degrade.apply_degradation(view, deg)
+        return out + (thumbnail(bad_view, self.thumb), thumbnail(view, self.thumb))
+
+    def _thumbs(self, img: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bad_thumb, clean_thumb) of one wide view (``crop = 0``: training the colour stage alone)."""
+        view = wide_view(img, rng, self.view_max)
+        if rng.uniform() < self.p_illustration:
+            view = degrade.illustrate(view, rng)
+        bad_view, _ = degrade.gpt_degrade(view, rng, self.cfg)
+        return thumbnail(bad_view, self.thumb), thumbnail(view, self.thumb)
+
+
+def shrink_long_side(img: np.ndarray, size: int) -> np.ndarray:
+    """uint8 image with its long side shrunk to ``size`` (unchanged when already smaller)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    if max(h, w) <= size:
+        return img
+    s = size / max(h, w)
+    return np.asarray(Image.fromarray(img).resize((max(1, round(w * s)), max(1, round(h * s))),
+                                                  Image.Resampling.LANCZOS))
+
+
+def wide_view(img: np.ndarray, rng: np.random.Generator, max_side: int = 384) -> np.ndarray:
+    """A random window covering 40–100 % of each side of ``img``, shrunk to ``max_side``, maybe flipped or
+    rotated; float32 [0, 1]."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    vh, vw = max(1, int(h * rng.uniform(0.4, 1.0))), max(1, int(w * rng.uniform(0.4, 1.0)))
+    y0, x0 = int(rng.integers(0, h - vh + 1)), int(rng.integers(0, w - vw + 1))
+    region = img[y0:y0 + vh, x0:x0 + vw]
+    s = min(1.0, max_side / max(vh, vw))
+    if s < 1.0:
+        region = np.asarray(Image.fromarray(region).resize((max(1, round(vw * s)), max(1, round(vh * s))),
+                                                           Image.Resampling.LANCZOS))
+    region = np.rot90(region, int(rng.integers(0, 4)))
+    if rng.uniform() < 0.5:
+        region = region[:, ::-1]
+    return np.ascontiguousarray(region).astype(np.float32) / 255.0
+
+
+def thumbnail(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """(3, size, size): the same antialiased squash ``GLTransformer.thumbnail`` applies to a whole image."""
+    import torch.nn.functional as F
+
+    x = chw(rgb)[None]
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 class PairedCropDataset(SeededDataset):

@@ -198,7 +198,8 @@ def illustrate(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     levels = int(rng.integers(6, 20))
     from PIL import Image
 
-    q = Image.fromarray(img).quantize(colors=levels, method=Image.Quantize.MEDIANCUT).convert("RGB")
+    # fast octree: median cut gives the same flat look at ~200x the cost (90 ms for a 256-px view)
+    q = Image.fromarray(img).quantize(colors=levels, method=Image.Quantize.FASTOCTREE).convert("RGB")
     out = np.asarray(q, dtype=np.float32) / 255.0
     out = gaussian_blur(out, float(rng.uniform(0.6, 1.5)))  # anti-aliased edges like a renderer
     if rng.uniform() < 0.5:  # soft lighting gradient, as in 3D-cartoon renders

@@ -17,6 +17,8 @@ from conftest import TINY_GL, TINY_PT  # noqa: E402
 
 TINY = {
     "gl-transformer": ("correct", TINY_GL),
+    "gl-transformer+desharpen": ("correct", {**TINY_GL, "desharpen": True, "sharp_width": 8, "sharp_crop": 32,
+                                             "sharp_crops": 4}),
     "pixel-transformer": ("correct", TINY_PT),
     "window-sr-x2": ("upscale", dict(dim=12, depth=2, heads=2, scale=2)),
     "window-sr-x4": ("upscale", dict(dim=12, depth=2, heads=2, scale=4)),
@@ -28,6 +30,7 @@ TINY = {
 @pytest.mark.parametrize("arch", sorted(TINY))
 def test_export_parity_every_architecture(arch, tmp_path, capsys):
     task, cfg = TINY[arch]
+    arch = arch.split("+")[0]  # variants of one architecture: name+variant
     torch.manual_seed(0)
     model = build_model(arch, cfg)
     with torch.no_grad():  # make zero-initialised heads non-trivial, so parity means something

@@ -13,10 +13,19 @@ real pairs to 3.6–8.8/255) plus *local* over-sharpening haloes. So:
    biased by the global conditioning vector, so it knows how hard the image was sharpened and leaves clean
    images alone. The last layer starts at zero so the untrained model is the identity.
 
+3. Optional de-sharpening (``desharpen = true``, the shipped model): over-sharpening is an unsharp mask
+   y = x + a·(x − G_σ * x), a linear filter with frequency response 1 + a·(1 − Ĝ_σ) ≥ 1, so it can be undone
+   exactly once a and σ are known. A small CNN reads a few full-resolution crops (haloes vanish in a
+   thumbnail), pools over them, and predicts the amount a, the radius σ and whether only luma was sharpened;
+   the inverse filter is then applied in the Fourier domain, before the colour map (the reverse of how the
+   damage was made). The local stage only mops up what is left (clipping, JPEG).
+
 The whole model is trained jointly by ``pixmend train correct``.
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass
 
@@ -40,6 +49,11 @@ class GLTransformerConfig:
     local_width: int = 32
     local_depth: int = 4  # hidden 3×3 convs at half resolution
     local_margin: int = 16  # receptive-field radius (px) the tiler must give each tile
+    desharpen: bool = False  # stage 0: estimate the unsharp mask and invert it (off in older weights)
+    sharp_width: int = 24  # channels of the sharpening estimator
+    sharp_crop: int = 128  # full-resolution crops the estimator reads at inference
+    sharp_crops: int = 9  # at most this many crops, spread over the image in a grid
+    max_radius: float = 4.0  # largest unsharp-mask radius (Gaussian sigma, px) it can undo
 
 
 @dataclass
@@ -51,6 +65,97 @@ class GlobalParams:
     offset: torch.Tensor  # (B, 3)
     sharpen: torch.Tensor  # (B,) estimated unsharp-mask amount of the input (0 = not sharpened)
     cond: torch.Tensor  # (B, local_width) conditioning for the local stage
+    radius: torch.Tensor | None = None  # (B,) estimated unsharp-mask sigma, px (desharpen models)
+    luma_only: torch.Tensor | None = None  # (B,) probability that only luma was sharpened (desharpen models)
+
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+class SharpnessEstimator(nn.Module):
+    """Full-resolution crops → (amount, radius, p_luma) of the unsharp mask they were given.
+
+    A fully convolutional trunk (two stride-2 stages) gives features at every position of every crop; they are
+    pooled over all positions of all crops of an image twice — a plain mean and an attention-weighted mean
+    (edges carry the evidence, flat sky does not) — and a small MLP reads the result. The last layer starts at
+    zero, so the untrained estimator says amount 0: nothing to undo."""
+
+    def __init__(self, width: int = 24, max_radius: float = 4.0):
+        super().__init__()
+        w = width
+        self.max_radius = max_radius
+        self.trunk = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(16, w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
+        )
+        self.attn = nn.Conv2d(2 * w, 1, 1)
+        self.mlp = nn.Sequential(nn.Linear(4 * w, 64), nn.ReLU(inplace=True), nn.Linear(64, 3))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, crops: torch.Tensor, n_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """crops: (n_images·k, 3, h, w), the k crops of each image consecutive."""
+        f = self.trunk(crops - 0.5)
+        k = len(crops) // n_images
+        f = f.view(n_images, k, f.shape[1], -1).transpose(1, 2).flatten(2)  # (B, C, k·h·w)
+        logits = self.attn.weight.view(1, -1, 1).mul(f).sum(1) + self.attn.bias  # (B, k·h·w)
+        att = (f * torch.softmax(logits, dim=-1).unsqueeze(1)).sum(-1)
+        o = self.mlp(torch.cat([f.mean(-1), att], dim=1))
+        amount = o[:, 0].clamp(-0.4, 4.0)  # < 0 would undo a mild blur; clamped so the inverse stays stable
+        radius = 0.3 + (self.max_radius - 0.3) * torch.sigmoid(o[:, 1])
+        return amount, radius, torch.sigmoid(o[:, 2])
+
+
+def crop_grid(x: torch.Tensor, size: int, max_crops: int) -> torch.Tensor:
+    """Up to ``max_crops`` size×size crops of each image, spread evenly (a whole image smaller than ``size``
+    is one crop): (B·k, 3, size', size')."""
+    b, c, h, w = x.shape
+    sh, sw = min(size, h), min(size, w)
+    side = max(1, int(math.isqrt(max_crops)))
+    ny = min(side, max(1, -(-h // sh)))  # integer arithmetic throughout: the ONNX exporter traces it
+    nx = min(side, max(1, -(-w // sw)))
+    ys = [i * (h - sh) // max(ny - 1, 1) for i in range(ny)]
+    xs = [j * (w - sw) // max(nx - 1, 1) for j in range(nx)]
+    crops = [x[:, :, y0:y0 + sh, x0:x0 + sw] for y0 in ys for x0 in xs]
+    return torch.stack(crops, dim=1).flatten(0, 1)
+
+
+def gaussian_response(n: int, sigma: torch.Tensor, onesided: bool, taps: int) -> torch.Tensor:
+    """DFT (length n) of the sampled, normalised 1-D Gaussian kernel of each sigma — the kernel
+    ``cv2.GaussianBlur`` uses — so small radii are inverted exactly, not through the continuous formula."""
+    k = torch.arange(-taps, taps + 1, device=sigma.device, dtype=sigma.dtype)
+    wts = torch.exp(-0.5 * (k[None, :] / sigma[:, None]) ** 2)
+    wts = wts / wts.sum(1, keepdim=True)  # (B, 2·taps+1)
+    i = torch.arange(n // 2 + 1 if onesided else n, device=sigma.device, dtype=sigma.dtype)
+    freqs = (i if onesided else (i + n // 2) % n - n // 2) / n  # rfftfreq / fftfreq (ONNX has neither)
+    return (wts[:, None, :] * torch.cos(2 * math.pi * freqs[None, :, None] * k[None, None, :])).sum(-1)  # (B, F)
+
+
+def unsharp_inverse(y: torch.Tensor, amount: torch.Tensor, radius: torch.Tensor, luma_only: torch.Tensor,
+                    max_radius: float = 4.0) -> torch.Tensor:
+    """Undo y = x + a·(x − G_σ*x) (all channels, or luma only) in the Fourier domain; per-image a, σ, p_luma.
+    Borders are reflected by 3·max_radius first, so the periodic FFT does not wrap one edge onto the other."""
+    b, c, h, w = y.shape
+    taps = int(math.ceil(3 * max_radius))
+    pad = min(taps, h - 1, w - 1)
+    yp = F.pad(y, (pad, pad, pad, pad), mode="reflect") if pad > 0 else y
+    hp, wp = yp.shape[-2:]
+    gy = gaussian_response(hp, radius, False, taps)  # (B, hp)
+    gx = gaussian_response(wp, radius, True, taps)  # (B, wp//2+1)
+    g = gy[:, :, None] * gx[:, None, :]
+    inv = 1.0 / (1.0 + amount[:, None, None] * (1.0 - g))  # (B, hp, wp//2+1)
+    lw = torch.tensor(LUMA, device=y.device, dtype=y.dtype).view(1, 3, 1, 1)
+    luma = (yp * lw).sum(1, keepdim=True)
+    spec = torch.fft.rfft2(torch.cat([yp, luma], dim=1))
+    back = torch.fft.irfft2(spec * inv[:, None], s=(hp, wp))
+    rgb_inv, luma_inv = back[:, :3], back[:, 3:]
+    luma_way = yp + (luma_inv - luma)
+    p = luma_only.view(b, 1, 1, 1)
+    out = p * luma_way + (1 - p) * rgb_inv
+    return out[..., pad:pad + h, pad:pad + w] if pad > 0 else out
 
 
 class GLTransformer(nn.Module):
@@ -91,6 +196,7 @@ class GLTransformer(nn.Module):
         self.local_out = nn.Conv2d(w, 12, 3, padding=1)
         nn.init.zeros_(self.local_out.weight)
         nn.init.zeros_(self.local_out.bias)
+        self.sharp = SharpnessEstimator(cfg.sharp_width, cfg.max_radius) if cfg.desharpen else None
 
     # ------------------------------------------------------------------------------------------ stage 1
     def thumbnail(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,9 +205,11 @@ class GLTransformer(nn.Module):
             return x
         return F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
 
-    def estimate(self, x: torch.Tensor) -> GlobalParams:
-        """Look at the whole image (any size) and decide the colour transform. x: (B, 3, H, W) in [0, 1]."""
-        thumb = self.thumbnail(x)
+    def estimate(self, x: torch.Tensor, thumb: torch.Tensor | None = None, sharpness: bool = True) -> GlobalParams:
+        """Look at the whole image (any size) and decide the colour transform. x: (B, 3, H, W) in [0, 1].
+        ``thumb`` (training) gives the colour stage a thumbnail of a wider view than ``x``; ``sharpness=False``
+        skips the sharpening estimator (colour-only training)."""
+        thumb = self.thumbnail(x) if thumb is None else self.thumbnail(thumb)
         t = thumb - 0.5
         tokens = self.patch_embed(self.stem(t)).flatten(2).transpose(1, 2)
         cls = self.cls + self.stats_embed(self.image_stats(thumb)).unsqueeze(1)
@@ -113,8 +221,18 @@ class GLTransformer(nn.Module):
         curves = torch.cat([steps.new_zeros(b, 3, 1), steps.cumsum(-1)], dim=-1)
         a = self.head_affine(feat)
         matrix = torch.eye(3, device=x.device, dtype=feat.dtype).expand(b, 3, 3) + a[:, :9].view(b, 3, 3)
-        return GlobalParams(curves=curves, matrix=matrix, offset=a[:, 9:],
-                            sharpen=self.head_sharpen(feat).squeeze(-1), cond=self.head_cond(feat))
+        p = GlobalParams(curves=curves, matrix=matrix, offset=a[:, 9:],
+                         sharpen=self.head_sharpen(feat).squeeze(-1), cond=self.head_cond(feat))
+        if self.sharp is not None and sharpness:
+            crops = crop_grid(x, self.cfg.sharp_crop, self.cfg.sharp_crops)
+            p.sharpen, p.radius, p.luma_only = self.sharp(crops, b)
+        return p
+
+    def desharpen(self, x: torch.Tensor, p: GlobalParams) -> torch.Tensor:
+        """Stage 0: invert the estimated unsharp mask (the identity for models without it)."""
+        if self.sharp is None:
+            return x
+        return unsharp_inverse(x, p.sharpen, p.radius, p.luma_only, self.cfg.max_radius)
 
     @staticmethod
     def image_stats(thumb: torch.Tensor) -> torch.Tensor:
@@ -147,8 +265,14 @@ class GLTransformer(nn.Module):
         b = len(x)
         grid = torch.linspace(0, 1, size, device=x.device, dtype=x.dtype).view(1, 1, 1, size).expand(b, 3, 1, size)
         lut = self.apply_curves(grid.contiguous(), curves)[:, :, 0]  # (B, 3, size)
-        idx = (x.clamp(0, 1) * (size - 1)).round().long()
-        return torch.stack([torch.stack([lut[i, c][idx[i, c]] for c in range(3)]) for i in range(b)])
+        pos = x.clamp(0, 1) * (size - 1)
+        lo = pos.floor().clamp(max=size - 2)
+        frac = pos - lo
+        lo = lo.long()
+        # linear between entries: continuous in x, so tiny input differences (ONNX, tiles) stay tiny
+        slope = lut[..., 1:] - lut[..., :-1]
+        return torch.stack([torch.stack([lut[i, c][lo[i, c]] + frac[i, c] * slope[i, c][lo[i, c]] for c in range(3)])
+                            for i in range(b)])
 
     # ------------------------------------------------------------------------------------------ stage 2
     def apply_local(self, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -163,7 +287,7 @@ class GLTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.estimate(x)
-        return self.apply_local(self.apply_global(x, p), p.cond)
+        return self.apply_local(self.apply_global(self.desharpen(x, p), p), p.cond)
 
 
 def build(config: dict) -> GLTransformer:

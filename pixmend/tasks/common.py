@@ -21,10 +21,12 @@ _MODEL_CACHE: dict = {}
 
 
 def set_threads() -> None:
-    """Use the cores we have (PyTorch's default can oversubscribe small machines)."""
+    """Use the cores we have (PyTorch's default can oversubscribe small machines); ``OMP_NUM_THREADS`` wins,
+    so two trainings can share a machine one core each."""
     import os
 
-    n = os.cpu_count() or 1
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 

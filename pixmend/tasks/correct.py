@@ -33,7 +33,7 @@ def gl_correct(rgb: np.ndarray, model, device="cpu", tile: int = TILE, progress=
         p = model.estimate(x)
 
         def run(t):
-            y = model.apply_global(t, p)
+            y = model.apply_global(model.desharpen(t, p), p)
             return model_cl.apply_local(y.contiguous(memory_format=torch.channels_last), p.cond)
 
         margin = model.cfg.local_margin
@@ -160,6 +160,9 @@ def inspect_rgb(rgb: np.ndarray, model, card: dict, device="cpu") -> dict:
             "correction_offset": [round(float(v), 3) for v in p.offset[0].cpu().numpy()],
             "sharpening_amount": round(max(0.0, float(p.sharpen[0])), 2),
         })
+        if p.radius is not None:
+            info["sharpening_radius_px"] = round(float(p.radius[0]), 2)
+            info["sharpening_luma_only"] = round(float(p.luma_only[0]), 2)
     return info
 
 
@@ -203,7 +206,8 @@ class CorrectTask:
         return {**GLTransformerConfig().__dict__, "batch_size": 16, "crop": 256, "local_crop": 128,
                 "samples_per_epoch": 4096, "peak_learning_rate": 1e-3, "warmup_steps": 300,
                 "weight_decay": 0.01, "val_every": 250, "val_batches": 8, "p_illustration": 0.25,
-                "global_loss_weight": 0.25, "sharpen_loss_weight": 0.05,
+                "global_loss_weight": 0.25, "sharpen_loss_weight": 0.05, "wide_views": False,
+                "colour_only": False, "view_max": 384,
                 "input_dir_train": "inputs", "output_dir_train": "outputs"}
 
     # -- data
@@ -230,10 +234,14 @@ class CorrectTask:
             n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
             if pairs is None:
                 dcfg = degrade_config(cfg)
-                train_ds = D.SyntheticCorrectionDataset(tr_imgs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed,
-                                                        float(cfg["p_illustration"]), dcfg)
-                val_ds = D.SyntheticCorrectionDataset(va_imgs, int(cfg["crop"]), n_val, seed + 1,
-                                                      float(cfg["p_illustration"]), dcfg, fixed=True)
+                colour_only = bool(cfg.get("colour_only"))
+                thumb = int(cfg["thumb_size"]) if cfg.get("wide_views") or colour_only else 0
+                crop = 0 if colour_only else int(cfg["crop"])  # crop 0: thumbnails only
+                kw = dict(thumb=thumb, view_max=int(cfg.get("view_max", 384)))
+                train_ds = D.SyntheticCorrectionDataset(tr_imgs, crop, int(cfg["samples_per_epoch"]), seed,
+                                                        float(cfg["p_illustration"]), dcfg, **kw)
+                val_ds = D.SyntheticCorrectionDataset(va_imgs, crop, n_val, seed + 1,
+                                                      float(cfg["p_illustration"]), dcfg, fixed=True, **kw)
             else:
                 train_ds = D.PairedCropDataset(tr_pairs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed)
                 val_ds = D.PairedCropDataset(va_pairs, int(cfg["crop"]), n_val, seed + 1, fixed=True)
@@ -242,15 +250,24 @@ class CorrectTask:
 
     # -- loss
     def loss(self, model, batch, cfg):
+        if cfg.get("colour_only"):  # the colour stage alone, on wide-view thumbnails (a cheap, long stage)
+            bad_t, clean_t = batch
+            m = model.module if hasattr(model, "module") else model
+            p = m.estimate(bad_t, sharpness=False)
+            l_thumb = F.l1_loss(m.apply_global(bad_t, p), clean_t)
+            with torch.no_grad():
+                psnr = -10 * torch.log10(F.mse_loss(m.apply_global(bad_t, p).clamp(0, 1), clean_t).clamp_min(1e-10))
+            return l_thumb, {"l1_thumb": l_thumb.item(), "psnr": float(psnr)}
         if len(batch) == 2:  # pixel sequences
             x, y = batch
             pred = model(x)
             loss = F.l1_loss(pred, y) if cfg.get("loss") == "l1" else F.mse_loss(pred, y)
             return loss, {}
-        bad, clean, amount = batch
+        bad, clean, amount = batch[:3]
+        wide = len(batch) == 7  # SyntheticCorrectionDataset(thumb=…): + radius, luma_only, wide-view thumbnails
         m = model.module if hasattr(model, "module") else model
-        p = m.estimate(bad)
-        y = m.apply_global(bad, p)
+        p = m.estimate(bad, thumb=batch[5] if wide else None)
+        y = m.apply_global(m.desharpen(bad, p), p)
         c = min(int(cfg["local_crop"]), bad.shape[-1])
         # the local stage trains on one random window per batch (it has a small receptive field; saves FLOPs)
         y0 = int(torch.randint(0, bad.shape[-2] - c + 1, (1,)))
@@ -261,11 +278,22 @@ class CorrectTask:
         l_global = F.l1_loss(y, clean)
         known = amount >= 0
         l_sharp = F.mse_loss(p.sharpen[known], amount[known]) if known.any() else out.new_zeros(())
+        logs = {}
+        if wide:  # the colour stage on the wide view; the sharpening estimator's radius and luma flag
+            l_thumb = F.l1_loss(m.apply_global(batch[5], p), batch[6])
+            l_global = l_global + l_thumb
+            logs["l1_thumb"] = l_thumb.item()
+            sharpened = amount > 0
+            if p.radius is not None and sharpened.any():
+                l_rad = F.l1_loss(p.radius[sharpened], batch[3][sharpened]) / m.cfg.max_radius
+                l_luma = F.binary_cross_entropy(p.luma_only[sharpened].clamp(1e-4, 1 - 1e-4), batch[4][sharpened])
+                l_sharp = l_sharp + l_rad + 0.1 * l_luma
+                logs.update(radius_l1=l_rad.item() * m.cfg.max_radius, luma_bce=l_luma.item())
         loss = l_full + float(cfg["global_loss_weight"]) * l_global + float(cfg["sharpen_loss_weight"]) * l_sharp
         with torch.no_grad():
             psnr = -10 * torch.log10(F.mse_loss(out.clamp(0, 1), target).clamp_min(1e-10))
         return loss, {"l1": l_full.item(), "l1_global": l_global.item(), "sharpen_mse": l_sharp.item(),
-                      "psnr": float(psnr)}
+                      "psnr": float(psnr), **logs}
 
     # -- TensorBoard picture: input | corrected | target
     def preview(self, model, cfg, val_ds):
@@ -285,7 +313,7 @@ class CorrectTask:
             rgb = val_ds.inputs[0][:192, :192].astype(np.float32) / 255
             target = val_ds.targets[0][:192, :192].astype(np.float32) / 255
         else:
-            bad, clean, _ = val_ds[0]
+            bad, clean = val_ds[0][:2]
             rgb, target = bad.permute(1, 2, 0).numpy(), clean.permute(1, 2, 0).numpy()
         model.eval()
         dev = next(model.parameters()).device
