@@ -190,6 +190,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="images per set (0 = all)")
     ap.add_argument("--update-cards", action="store_true", help="store the figures in the shipped model cards")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-quality", action="store_true",
+                    help="measure speed only and keep the quality tables of benchmarks/results/correct.json")
     ap.add_argument("--seed-config-speed", action="store_true",
                     help="also time the seed's full-size pixel-transformer configuration (untrained; minutes)")
     a = ap.parse_args()
@@ -205,10 +207,18 @@ def main() -> None:
         sets = {k: v[: a.limit] for k, v in sets.items()}
     names = [m for m in a.models.split(",") if m]
     models = {n: get_model(n, "correct") for n in names}
-    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
-               "project": quality(sets, models, "project"), "heldout": quality(sets, models, "heldout"),
-               "clean": quality(sets, models, "clean")}
-    if not a.skip_speed:
+    out_json = ROOT / "benchmarks" / "results" / "correct.json"
+    if a.skip_quality:  # re-measure speed only (on an idle machine), keeping the stored quality tables
+        results = json.loads(out_json.read_text())
+        results.update(machine=machine(), date=time.strftime("%Y-%m-%d"))
+    else:
+        results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                   "project": quality(sets, models, "project"), "heldout": quality(sets, models, "heldout"),
+                   "clean": quality(sets, models, "clean")}
+    if a.skip_speed:
+        results.pop("speed", None)
+        results.pop("command_seconds_1024x1536", None)
+    else:
         results["speed"] = {}
         for n in names + ([SEED_PT] if a.seed_config_speed else []):
             for h, w in ((1024, 1024), (1024, 1536)) if n != SEED_PT else ((1024, 1536),):
@@ -228,7 +238,6 @@ def main() -> None:
             results["command_seconds_1024x1536"] = command_time(img, Path(tmp))
             print("command", results["command_seconds_1024x1536"], flush=True)
 
-    out_json = ROOT / "benchmarks" / "results" / "correct.json"
     out_json.parent.mkdir(exist_ok=True)
     out_json.write_text(json.dumps(results, indent=2))
 
