@@ -166,3 +166,15 @@ def test_colour_only_stage_items_and_loss_go_down():
     assert min(losses[-5:]) < 0.7 * losses[0], losses
     assert m.sharp.trunk[0].weight.grad is None  # the sharpening estimator is not touched
 
+
+
+def test_sharp_deadzone_soft_thresholds_the_amount():
+    m = sharpening_gl(seed=4)  # amount ≈ 0.8
+    x = chw(synth_image(40, 40, seed=2))
+    with torch.no_grad():
+        a = float(m.estimate(x).sharpen)
+        m.cfg.sharp_deadzone = 0.3
+        b = float(m.estimate(x).sharpen)
+        m.cfg.sharp_deadzone = 2.0
+        c = float(m.estimate(x).sharpen)
+    assert b == pytest.approx(a - 0.3, abs=1e-5) and c == 0.0

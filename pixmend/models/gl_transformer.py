@@ -54,6 +54,10 @@ class GLTransformerConfig:
     sharp_crop: int = 128  # full-resolution crops the estimator reads at inference
     sharp_crops: int = 9  # at most this many crops, spread over the image in a grid
     max_radius: float = 4.0  # largest unsharp-mask radius (Gaussian sigma, px) it can undo
+    # Estimated amounts are soft-thresholded by this much before the mask is undone: the estimator cannot tell
+    # a crisp clean photo from a mildly sharpened one, and softening a clean image costs more than leaving a
+    # weak mask in place (calibrated after training on the validation photos; 0 while training).
+    sharp_deadzone: float = 0.0
 
 
 @dataclass
@@ -226,6 +230,9 @@ class GLTransformer(nn.Module):
         if self.sharp is not None and sharpness:
             crops = crop_grid(x, self.cfg.sharp_crop, self.cfg.sharp_crops)
             p.sharpen, p.radius, p.luma_only = self.sharp(crops, b)
+            t = self.cfg.sharp_deadzone
+            if t > 0:
+                p.sharpen = torch.sign(p.sharpen) * (p.sharpen.abs() - t).clamp_min(0)
         return p
 
     def desharpen(self, x: torch.Tensor, p: GlobalParams) -> torch.Tensor:
