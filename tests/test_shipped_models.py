@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "gpt-sample.png"
 
 
-@pytest.mark.parametrize("name", ["gl-transformer", "pixel-transformer", "inpaint-unet", "window-sr-x2"])
+@pytest.mark.parametrize("name", ["gl-transformer", "pixel-transformer", "inpaint-unet", "window-sr-x2", "window-sr-x4"])
 def test_shipped_weights_and_card(name):
     weights = WEIGHTS_DIR / f"{name}.safetensors"
     card = json.loads(weights.with_suffix(".json").read_text())
@@ -65,18 +65,19 @@ def test_shipped_inpainter_fills_a_hole_better_than_grey(tmp_path):
     assert err < np.abs(ring_mean - clean[hole]).mean()
 
 
-def test_shipped_upscaler_beats_bicubic_on_the_example(tmp_path):
+@pytest.mark.parametrize("scale,margin", [(2, 0.5), (4, 0.3)])
+def test_shipped_upscaler_beats_bicubic_on_the_example(tmp_path, scale, margin):
     from pixmend import degrade
     from pixmend.metrics import psnr_y
     from pixmend.tasks.upscale import bicubic_upscale
 
-    hr = degrade.crop_to_multiple(read_image(ROOT / "examples" / "clean-reference.jpg").rgb[:256, :256], 2)
-    lr = degrade.downsample(hr, 2, "bicubic")
+    hr = degrade.crop_to_multiple(read_image(ROOT / "examples" / "clean-reference.jpg").rgb[:256, :256], scale)
+    lr = degrade.downsample(hr, scale, "bicubic")
     from PIL import Image
 
     Image.fromarray((lr * 255 + 0.5).astype(np.uint8)).save(tmp_path / "lr.png")
-    assert cli.main(["upscale", str(tmp_path / "lr.png"), "--scale", "2", "-o", str(tmp_path / "sr.png")]) == 0
+    assert cli.main(["upscale", str(tmp_path / "lr.png"), "--scale", str(scale), "-o", str(tmp_path / "sr.png")]) == 0
     sr = read_image(tmp_path / "sr.png").rgb
     lr8 = read_image(tmp_path / "lr.png").rgb
     assert sr.shape == hr.shape
-    assert psnr_y(sr, hr, 2) > psnr_y(bicubic_upscale(lr8, 2), hr, 2) + 0.5
+    assert psnr_y(sr, hr, scale) > psnr_y(bicubic_upscale(lr8, scale), hr, scale) + margin
