@@ -213,8 +213,6 @@ class SyntheticCorrectionDataset(SeededDataset):
         rng = self._rng(index)
         k = int(rng.integers(len(self.images)))
         img = self.images[k]
-        if self.crop == 0:  # colour-only items: just the wide-view thumbnails
-            return self._thumbs(self.view_images[k], rng)
         clean = random_view(img, min(self.crop, *img.shape[:2]), rng)
         illustrated = rng.uniform() < self.p_illustration
         if illustrated:
@@ -233,14 +231,6 @@ class SyntheticCorrectionDataset(SeededDataset):
         bad_view = degrade.apply_degradation(view, deg)
         return out + (thumbnail(bad_view, self.thumb), thumbnail(view, self.thumb))
 
-    def _thumbs(self, img: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(bad_thumb, clean_thumb) of one wide view (``crop = 0``: training the colour stage alone)."""
-        view = wide_view(img, rng, self.view_max)
-        if rng.uniform() < self.p_illustration:
-            view = degrade.illustrate(view, rng)
-        bad_view, _ = degrade.gpt_degrade(view, rng, self.cfg)
-        return thumbnail(bad_view, self.thumb), thumbnail(view, self.thumb)
-
 
 def shrink_long_side(img: np.ndarray, size: int) -> np.ndarray:
     """uint8 image with its long side shrunk to ``size`` (unchanged when already smaller)."""
@@ -257,16 +247,10 @@ def shrink_long_side(img: np.ndarray, size: int) -> np.ndarray:
 def wide_view(img: np.ndarray, rng: np.random.Generator, max_side: int = 384) -> np.ndarray:
     """A random window covering 40–100 % of each side of ``img``, shrunk to ``max_side``, maybe flipped or
     rotated; float32 [0, 1]."""
-    from PIL import Image
-
     h, w = img.shape[:2]
     vh, vw = max(1, int(h * rng.uniform(0.4, 1.0))), max(1, int(w * rng.uniform(0.4, 1.0)))
     y0, x0 = int(rng.integers(0, h - vh + 1)), int(rng.integers(0, w - vw + 1))
-    region = img[y0:y0 + vh, x0:x0 + vw]
-    s = min(1.0, max_side / max(vh, vw))
-    if s < 1.0:
-        region = np.asarray(Image.fromarray(region).resize((max(1, round(vw * s)), max(1, round(vh * s))),
-                                                           Image.Resampling.LANCZOS))
+    region = shrink_long_side(img[y0:y0 + vh, x0:x0 + vw], max_side)
     region = np.rot90(region, int(rng.integers(0, 4)))
     if rng.uniform() < 0.5:
         region = region[:, ::-1]

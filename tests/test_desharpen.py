@@ -144,30 +144,6 @@ def test_training_step_with_wide_views_lowers_loss():
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-def test_colour_only_stage_items_and_loss_go_down():
-    imgs = [(synth_image(90, 120, seed=i) * 255).astype(np.uint8) for i in range(2)]
-    ds = D.SyntheticCorrectionDataset(imgs, crop=0, length=8, seed=0, p_illustration=0.0, thumb=32,
-                                      view_max=64, degrade_cfg=degrade.DegradeConfig(p_clean=0.0))
-    items = [ds[i] for i in range(8)]
-    assert all(len(it) == 2 and it[0].shape == it[1].shape == (3, 32, 32) for it in items)
-    batch = [torch.stack(t) for t in zip(*items)]
-    torch.manual_seed(0)
-    m = G.build(TINY_DS).train()
-    task = C.CorrectTask()
-    cfg = {**task.defaults("gl-transformer"), "colour_only": True}
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(60):
-        loss, logs = task.loss(m, batch, cfg)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert min(losses[-5:]) < 0.7 * losses[0], losses
-    assert m.sharp.trunk[0].weight.grad is None  # the sharpening estimator is not touched
-
-
-
 def test_sharp_deadzone_soft_thresholds_the_amount():
     m = sharpening_gl(seed=4)  # amount ≈ 0.8
     x = chw(synth_image(40, 40, seed=2))

@@ -207,7 +207,7 @@ class CorrectTask:
                 "samples_per_epoch": 4096, "peak_learning_rate": 1e-3, "warmup_steps": 300,
                 "weight_decay": 0.01, "val_every": 250, "val_batches": 8, "p_illustration": 0.25,
                 "global_loss_weight": 0.25, "sharpen_loss_weight": 0.05, "wide_views": False,
-                "colour_only": False, "view_max": 384,
+                "view_max": 384,
                 "input_dir_train": "inputs", "output_dir_train": "outputs"}
 
     # -- data
@@ -234,13 +234,11 @@ class CorrectTask:
             n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
             if pairs is None:
                 dcfg = degrade_config(cfg)
-                colour_only = bool(cfg.get("colour_only"))
-                thumb = int(cfg["thumb_size"]) if cfg.get("wide_views") or colour_only else 0
-                crop = 0 if colour_only else int(cfg["crop"])  # crop 0: thumbnails only
-                kw = dict(thumb=thumb, view_max=int(cfg.get("view_max", 384)))
-                train_ds = D.SyntheticCorrectionDataset(tr_imgs, crop, int(cfg["samples_per_epoch"]), seed,
+                kw = dict(thumb=int(cfg["thumb_size"]) if cfg.get("wide_views") else 0,
+                          view_max=int(cfg.get("view_max", 384)))
+                train_ds = D.SyntheticCorrectionDataset(tr_imgs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed,
                                                         float(cfg["p_illustration"]), dcfg, **kw)
-                val_ds = D.SyntheticCorrectionDataset(va_imgs, crop, n_val, seed + 1,
+                val_ds = D.SyntheticCorrectionDataset(va_imgs, int(cfg["crop"]), n_val, seed + 1,
                                                       float(cfg["p_illustration"]), dcfg, fixed=True, **kw)
             else:
                 train_ds = D.PairedCropDataset(tr_pairs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed)
@@ -250,14 +248,6 @@ class CorrectTask:
 
     # -- loss
     def loss(self, model, batch, cfg):
-        if cfg.get("colour_only"):  # the colour stage alone, on wide-view thumbnails (a cheap, long stage)
-            bad_t, clean_t = batch
-            m = model.module if hasattr(model, "module") else model
-            p = m.estimate(bad_t, sharpness=False)
-            l_thumb = F.l1_loss(m.apply_global(bad_t, p), clean_t)
-            with torch.no_grad():
-                psnr = -10 * torch.log10(F.mse_loss(m.apply_global(bad_t, p).clamp(0, 1), clean_t).clamp_min(1e-10))
-            return l_thumb, {"l1_thumb": l_thumb.item(), "psnr": float(psnr)}
         if len(batch) == 2:  # pixel sequences
             x, y = batch
             pred = model(x)
