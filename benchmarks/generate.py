@@ -164,7 +164,7 @@ def main() -> None:
     if a.no_write:
         print(json.dumps({k: v for k, v in res.items() if k != "likelihood"}))
         return
-    res["pictures"] = pictures(model, card, files, ROOT / "benchmarks" / "results")
+    res["pictures"] = pictures(model, card, files, ROOT / "docs" / "images")
     out_json = ROOT / "benchmarks" / "results" / "generate.json"
     out_json.parent.mkdir(exist_ok=True)
     out_json.write_text(json.dumps(res, indent=2))
@@ -186,8 +186,10 @@ def main() -> None:
         s = res["speed"]
         body.append(f"### Sampling speed\n\n16 images of 32×32 in one batch, {s['threads']} threads, model loaded, "
                     f"KV cache: **{s['seconds']:.1f} s** ({s['images_per_s']:.2f} images/s). Target: < 30 s.\n")
-    body.append(f"Samples: `{res['pictures']['samples']}`; completions (quantised original | top half kept, rest "
-                f"sampled): `{res['pictures']['completions']}`.")
+    rel = {k: Path(v).relative_to("docs").as_posix() for k, v in res["pictures"].items()}
+    body.append(f"16 samples (seed 0, temperature 1), 4× nearest:\n\n![samples]({rel['samples']})\n\n"
+                f"Completions of Kodak24 images, pairs of (quantised original | top half kept, bottom sampled):"
+                f"\n\n![completions]({rel['completions']})\n")
     write_section(ROOT / "docs" / "BENCHMARKS.md", "generate", "\n".join(body))
 
     if a.update_cards:

@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "written by `pixmend train generate`")
         sp.add_argument("--temperature", type=_non_negative, default=1.0,
                         help="sampling temperature (default 1; 0 = always the likeliest token)")
-        sp.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k likeliest tokens only")
+        sp.add_argument("--top-k", type=_positive_int, default=None,
+                        help="sample among the k likeliest tokens only (a factored-head model such as the shipped "
+                             "pixel-gpt: the k likeliest levels of each colour channel)")
         sp.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
         sp.add_argument("--label", default=None, help="class name or index, for a model trained on labelled "
                                                       "sub-folders")

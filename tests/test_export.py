@@ -24,6 +24,8 @@ TINY = {
     "window-sr-x4": ("upscale", dict(dim=12, depth=2, heads=2, scale=4)),
     "inpaint-unet": ("inpaint", dict(base_channels=8, disc_channels=8)),
     "pixel-gpt": ("generate", dict(n_layer=1, n_head=2, n_embd=16)),
+    "pixel-gpt+factored": ("generate", dict(n_layer=1, n_head=2, n_embd=16, head="factored", head_hidden=8,
+                                            tokenizer="hsv", hsv_bits=[3, 2, 2], image_size=8)),
 }
 
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from pixmend.cli import main
@@ -56,9 +57,9 @@ def test_registry_and_config_from_tokenizer():
     assert not any("head" in k for k in m.state_dict())
 
 
-@pytest.mark.parametrize("pos", ["learned", "2d"])
-def test_causal_mask(pos):
-    m = tiny(pos_emb=pos)
+@pytest.mark.parametrize("pos,head", [("learned", "tied"), ("2d", "tied"), ("learned", "factored")])
+def test_causal_mask(pos, head):
+    m = tiny(pos_emb=pos, head=head)
     x = torch.randint(0, 128, (2, 63))
     a, _ = m(x)
     assert a.shape == (2, 64, 128)
@@ -69,9 +70,9 @@ def test_causal_mask(pos):
     assert not torch.allclose(a[:, 41:], b[:, 41:])
 
 
-@pytest.mark.parametrize("pos", ["learned", "2d"])
-def test_kv_cache_matches_uncached(pos):
-    m = tiny(2, pos_emb=pos, n_layer=2, n_labels=3)
+@pytest.mark.parametrize("pos,head", [("learned", "tied"), ("2d", "tied"), ("2d", "factored")])
+def test_kv_cache_matches_uncached(pos, head):
+    m = tiny(2, pos_emb=pos, n_layer=2, n_labels=3, head=head)
     x = torch.randint(0, 128, (3, 63))
     labels = torch.tensor([0, 2, -1])
     full, _ = m(x, labels)
@@ -93,6 +94,53 @@ def test_logits_at_a_subset_of_positions():
     ref = torch.nn.functional.cross_entropy(full[:, at].reshape(-1, 128), x[:, at].reshape(-1))
     torch.testing.assert_close(ploss, ref)
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(full.reshape(-1, 128), x.reshape(-1)))
+
+
+def sharpened(m, scale=30.0):
+    """Scale the factored head's output layers so that its distributions are far from uniform."""
+    with torch.no_grad():
+        for lin in m.head.out:
+            lin.weight.normal_(0, scale / lin.weight.shape[1] ** 0.5)
+    return m
+
+
+def test_factored_head_is_an_exact_distribution():
+    """p(v) p(s|v) p(h|v,s) over all 128 tokens sums to one, its loss is the joint softmax's cross-entropy, the
+    per-channel split/pack is the tokenizer's packing, and sampling draws from the same distribution."""
+    m = sharpened(tiny(11, head="factored"))
+    assert m.cfg.channel_bits == (3, 2, 2) and m.head.levels == [8, 4, 4]
+    tok = HSVTokenizer((3, 2, 2))
+    t = torch.arange(128)
+    parts = m.head.split(t)
+    np.testing.assert_array_equal(torch.stack(parts).numpy(), np.stack(tok.unpack(t.numpy())))
+    assert torch.equal(m.head.pack(parts), t)
+    x = torch.randint(0, 128, (2, 64))
+    with torch.no_grad():
+        lp, _ = m(x[:, :-1])
+        _, loss = m(x[:, :-1], targets=x)
+    torch.testing.assert_close(lp.exp().sum(-1), torch.ones(2, 64))
+    torch.testing.assert_close(loss, F.cross_entropy(lp.reshape(-1, 128), x.reshape(-1)))
+    h = torch.randn(1, 32)
+    with torch.no_grad():
+        p = m.head.joint_log_probs(h)[0].exp()
+        draws = m.head.sample(h.expand(40000, 32), 1.0, None, torch.Generator().manual_seed(0))[:, 0]
+    assert p.max() > 0.05  # far from uniform (1/128), so the comparison means something
+    emp = torch.bincount(draws, minlength=128).float() / len(draws)
+    assert (emp - p).abs().max() < 0.01
+    with pytest.raises(ValueError, match="channel_bits"):
+        build_model("pixel-gpt", {**TINY, "head": "factored", "channel_bits": [3, 2]})
+
+
+def test_factored_head_greedy_generation_matches_uncached_reference():
+    m = sharpened(tiny(12, head="factored"))
+    prefix = torch.randint(0, 128, (2, 20))
+    out = m.generate(prefix, 44, temperature=0)
+    assert out.shape == (2, 64) and torch.equal(out[:, :20], prefix)
+    ref = prefix
+    with torch.no_grad():
+        for _ in range(44):  # channel-by-channel greedy choice on the uncached hidden state
+            ref = torch.cat([ref, m.next_token(m.hidden(ref)[:, -1], temperature=0)], 1)
+    assert torch.equal(out, ref)
 
 
 def test_generate_uses_cache_like_greedy_reference():
@@ -139,11 +187,13 @@ def test_sampling_determinism_top_k_and_temperature():
 
 
 # -------------------------------------------------------------------------------------------- training
-def test_tiny_training_lowers_loss_and_writes_model(tmp_path, photo_dir):
+@pytest.mark.parametrize("head", ["tied", "factored"])
+def test_tiny_training_lowers_loss_and_writes_model(tmp_path, photo_dir, head):
     from pixmend.train import train
 
     out = tmp_path / "run"
-    res = train(G.GenerateTask(), "pixel-gpt", photo_dir, out, overrides=RUN, device="cpu", progress=False)
+    res = train(G.GenerateTask(), "pixel-gpt", photo_dir, out, overrides={**RUN, "head": head}, device="cpu",
+                progress=False)
     assert res.steps == 24
     losses = [l for _, l in res.history]
     assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.3
@@ -210,14 +260,20 @@ def test_complete_keeps_top_rows_exactly():
         G.complete_rgb(img, m, card, label="cats")
 
 
-def test_bits_per_dim_of_a_uniform_model(tmp_path):
+@pytest.mark.parametrize("head", ["tied", "factored"])
+def test_bits_per_dim_of_a_uniform_model(tmp_path, head):
     """A model whose logits are all equal assigns log2(V) bits to each token: bits/dim = log2(128) / 3."""
-    m = tiny(7)
+    m = tiny(7, head=head)
     with torch.no_grad():
-        m.tok_emb.weight.zero_()
+        if head == "tied":
+            m.tok_emb.weight.zero_()
+        else:
+            for lin in m.head.out:
+                lin.weight.zero_()
+                lin.bias.zero_()
     for i in range(3):
         save_png(tmp_path / f"{i}.png", synth_image(20, 30, seed=i))
-    res = G.evaluate(m, card_for(), tmp_path, progress=False)
+    res = G.evaluate(m, card_for({"head": head}), tmp_path, progress=False)
     assert res["images"] == 3 and res["bits_per_dim"] == pytest.approx(7 / 3, rel=1e-5)
     assert len(res["per_image"]) == 3
 

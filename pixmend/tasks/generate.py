@@ -153,9 +153,8 @@ def nll_bits(model, tokens: torch.Tensor, labels=None, batch_size: int = 16) -> 
         for i in range(0, len(tokens), batch_size):
             t = tokens[i:i + batch_size].to(dev)
             lab = None if labels is None else labels[i:i + batch_size].to(dev)
-            logits, _ = model(t[:, :-1], lab)
-            ce = F.cross_entropy(logits.float().transpose(1, 2), t, reduction="none")  # (B, L) nats
-            out.append(ce.sum(1).cpu() / LN2)
+            ce = model.token_nll(model.hidden(t[:, :-1], lab), t)  # (B, L) nats
+            out.append(ce.double().sum(1).cpu() / LN2)
     return torch.cat(out)
 
 
