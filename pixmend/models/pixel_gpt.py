@@ -305,7 +305,7 @@ class PixelGPT(nn.Module):
     def token_nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """NLL in nats of each target token (B, T) given the hidden states that predict it (B, T, C)."""
         if self.head is None:
-            lg = F.linear(h, self.tok_emb.weight)
+            lg = self.log_probs(h)
             return F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), targets.reshape(-1),
                                    reduction="none").view(targets.shape)
         return self.head.nll(h, targets)
@@ -338,7 +338,7 @@ class PixelGPT(nn.Module):
                    generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample one token (B, 1) from the hidden state of the last position (B, C)."""
         if self.head is None:
-            return sample_logits(F.linear(h, self.tok_emb.weight), temperature, top_k, generator)
+            return sample_logits(self.log_probs(h), temperature, top_k, generator)
         return self.head.sample(h, temperature, top_k, generator)
 
     # ---------------------------------------------------------------------------------------------- sample
