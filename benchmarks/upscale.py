@@ -58,7 +58,7 @@ def score(pairs, fn, scale: int) -> dict:
     return {"psnr_y": float(r[:, 0].mean()), "ssim_y": float(r[:, 1].mean()), "s_per_image": float(np.mean(secs))}
 
 
-def speed(model, scale: int, size: int = 256, repeats: int = 3) -> dict:
+def speed(model, scale: int, size: int = 256, repeats: int = 3, ensemble: bool = False) -> dict:
     from pixmend.tasks.upscale import upscale_rgb
 
     rng = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def speed(model, scale: int, size: int = 256, repeats: int = 3) -> dict:
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        upscale_rgb(img, model)
+        upscale_rgb(img, model, ensemble=ensemble)
         best = min(best, time.perf_counter() - t)
     out_mp = (size * scale) ** 2 / 1e6
     return {"input": f"{size}x{size}", "output": f"{size * scale}x{size * scale}", "seconds": best,
@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--models", default="window-sr-x2,window-sr-x4", help="registry names or weights paths")
     ap.add_argument("--limit", type=int, default=0, help="images per set (0 = all)")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--no-self-ensemble", action="store_true",
+                    help="skip the rows of each model with the 8-fold self-ensemble (upscale --self-ensemble)")
     ap.add_argument("--update-cards", action="store_true", help="store the figures in the shipped model cards")
     ap.add_argument("--md", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "upscale.json"))
@@ -104,6 +106,10 @@ def main() -> None:
                 if ms == s:
                     res[set_name][name] = score(pairs, lambda lr, m=model: upscale_rgb(lr, m), s)
                     res[set_name][name]["parameters"] = sum(p.numel() for p in model.parameters())
+                    if not a.no_self_ensemble:
+                        se = res[set_name][f"{name} + self-ensemble"] = score(
+                            pairs, lambda lr, m=model: upscale_rgb(lr, m, ensemble=True), s)
+                        se["parameters"] = res[set_name][name]["parameters"]
             for m, v in res[set_name].items():
                 print(f"×{s} {set_name:<10} {m:<22} PSNR-Y {v['psnr_y']:.2f} SSIM-Y {v['ssim_y']:.4f}", flush=True)
         speeds = {}
@@ -112,6 +118,8 @@ def main() -> None:
                 if ms == s:
                     speeds[name] = speed(model, s)
                     print("speed", name, speeds[name], flush=True)
+                    if not a.no_self_ensemble:
+                        speeds[f"{name} + self-ensemble"] = speed(model, s, repeats=1, ensemble=True)
         results["scales"][str(s)] = {"quality": res, "speed": speeds}
 
     out_json = Path(a.json)
@@ -123,7 +131,8 @@ def main() -> None:
             "PSNR / SSIM on the Y channel (BT.601 studio range), `border = scale` pixels cropped. Set5 uses its own "
             "LR images; McMaster18's LR is PIL bicubic. *Published* rows are the papers' figures, not re-run "
             "here (McMaster18 is not a standard SR set: no published figures). s / MP = seconds per output "
-            "megapixel, 2 threads, 256×256 input.\n"]
+            "megapixel, 2 threads, 256×256 input. *+ self-ensemble* = `pixmend upscale --self-ensemble`: the "
+            "same weights averaged over the 8 rotations/flips of the input (Lim et al. 2017), 8× the time.\n"]
     if missing:
         body.append(f"Not measured (no trained weights yet): {', '.join(missing)}.\n")
     for s in scales:
@@ -154,6 +163,8 @@ def main() -> None:
                 q = results["scales"][str(s)]["quality"]
                 c["benchmarks"] = {"date": results["date"], "machine": results["machine"],
                                    **{f"{k}/x{s}": {kk: round(vv, 4) for kk, vv in v[name].items()} for k, v in q.items()},
+                                   **{f"{k}/x{s} self-ensemble": {kk: round(vv, 4) for kk, vv in v[f"{name} + self-ensemble"].items()}
+                                      for k, v in q.items() if f"{name} + self-ensemble" in v},
                                    **({"speed": results["scales"][str(s)]["speed"][name]}
                                       if name in results["scales"][str(s)]["speed"] else {})}
                 card_path.write_text(json.dumps(c, indent=2))

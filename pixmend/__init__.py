@@ -65,8 +65,9 @@ def inspect(image, model: str | None = None, device: str = "cpu") -> dict:
     return inspect_rgb(img.rgb, m, card, device)
 
 
-def upscale(image, scale: int = 2, model: str | None = None, device: str = "cpu"):
-    """Super-resolve ×2 or ×4 (alpha upscaled separately by bicubic). ``model`` defaults to window-sr-x{scale}."""
+def upscale(image, scale: int = 2, model: str | None = None, device: str = "cpu", self_ensemble: bool = False):
+    """Super-resolve ×2 or ×4 (alpha upscaled separately by bicubic). ``model`` defaults to window-sr-x{scale};
+    ``self_ensemble`` averages the model over the 8 rotations/flips of the input (a little better, 8× slower)."""
     from .tasks.common import get_model, set_threads
     from .tasks.upscale import upscale_image
 
@@ -75,7 +76,7 @@ def upscale(image, scale: int = 2, model: str | None = None, device: str = "cpu"
     set_threads()
     img = _prepare(image)
     m, _card = get_model(model or f"window-sr-x{scale}", "upscale", device)
-    rgb, alpha = upscale_image(img.rgb, img.alpha, m, scale, device)
+    rgb, alpha = upscale_image(img.rgb, img.alpha, m, scale, device, ensemble=self_ensemble)
     return _return_like(image, rgb, alpha)
 
 

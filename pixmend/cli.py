@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--model", default=None, help="registry name (window-sr-x2, window-sr-x4) "
                                                  "or a .safetensors path written by `pixmend train upscale`")
     u.add_argument("--tile", type=_positive_int, default=256, help="tile side in input pixels (default 256)")
+    u.add_argument("--self-ensemble", action="store_true",
+                   help="average the model over the 8 rotations/flips of each tile: ~0.1 dB better, 8× slower")
     u.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     u.add_argument("--max-pixels", type=_positive_int, default=None,
                    help="refuse larger inputs (default 100 MP / scale², so outputs stay within 100 MP)")
@@ -236,7 +238,7 @@ def cmd_upscale(a) -> int:
         raise UsageError(f"--scale {a.scale} but model {card.get('name', card['architecture'])} upscales ×{s}")
 
     def process(img):
-        return upscale_image(img.rgb, img.alpha, model, s, dev, a.tile)
+        return upscale_image(img.rgb, img.alpha, model, s, dev, a.tile, ensemble=a.self_ensemble)
 
     return common.run_batch(a.inputs, a.output, process, a.overwrite, desc=f"upscale ×{s}",
                             max_pixels=a.max_pixels or DEFAULT_MAX_PIXELS // (s * s))

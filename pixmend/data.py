@@ -297,20 +297,26 @@ class SRDataset(SeededDataset):
     """(lr, hr) pairs for super-resolution, made on the fly from clean photos; seeded per (epoch, index).
 
     A random ``lr_crop·scale`` HR square (smaller only when a photo is), randomly rotated by a multiple of 90°
-    and flipped, and its LR version by ``degrade.random_downsample`` (bilinear, bicubic or area, uniformly).
+    and flipped, and its LR version by ``degrade.random_downsample`` (bilinear, bicubic or area: uniformly, or
+    with ``method_weights``), optionally rounded to 8 bits (``quantize``).
     ``fixed=True`` (validation) draws the same crops every epoch. Items are float tensors (3, c, c) and
     (3, c·s, c·s) in [0, 1].
     """
 
     def __init__(self, images: list[np.ndarray], scale: int = 2, lr_crop: int = 48, length: int = 4096,
                  seed: int = 0, fixed: bool = False, methods: tuple = degrade.DOWNSAMPLE_METHODS,
-                 blur_prob: float = 0.0, noise_prob: float = 0.0):
+                 blur_prob: float = 0.0, noise_prob: float = 0.0, method_weights: tuple | None = None,
+                 quantize: bool = False):
         if not images:
             raise PixmendError("no training images")
         self.images, self.scale, self.lr_crop, self.length = images, int(scale), int(lr_crop), int(length)
         # the SR seed's "random blurring and random noise" experiment (off by default: it did not help there)
         self.blur_prob, self.noise_prob = float(blur_prob), float(noise_prob)
         self.seed, self.fixed, self.methods = seed, fixed, tuple(methods)
+        # relative probability of each method (None: uniform, the seed's recipe); quantize: round the LR to
+        # 8 bits, as every LR image a user has is stored
+        self.method_weights = tuple(method_weights) if method_weights is not None else None
+        self.quantize = bool(quantize)
         self.epoch = 0
         smallest = min(min(im.shape[:2]) for im in images)
         if smallest < self.scale:
@@ -327,11 +333,13 @@ class SRDataset(SeededDataset):
         if rng.uniform() < 0.5:
             hr = hr[:, ::-1]
         hr = np.ascontiguousarray(hr).astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
-        lr, _ = degrade.random_downsample(hr, self.scale, rng, self.methods)
+        lr, _ = degrade.random_downsample(hr, self.scale, rng, self.methods, self.method_weights)
         if self.blur_prob > 0 and rng.uniform() < self.blur_prob:  # guarded: no draws when off (same stream)
             lr = degrade.gaussian_blur(lr, float(rng.uniform(0.2, 1.0)))
         if self.noise_prob > 0 and rng.uniform() < self.noise_prob:
             lr = np.clip(lr + rng.normal(0.0, rng.uniform(0.0, 0.02), lr.shape), 0, 1).astype(np.float32)
+        if self.quantize:
+            lr = (np.round(np.clip(lr, 0, 1) * 255.0) / 255.0).astype(np.float32)
         return chw(lr), chw(hr)
 
 

@@ -257,9 +257,16 @@ def downsample(hr: np.ndarray, scale: int, method: str = "bicubic") -> np.ndarra
 
 
 def random_downsample(hr: np.ndarray, scale: int, rng: np.random.Generator,
-                      methods: tuple = DOWNSAMPLE_METHODS) -> tuple[np.ndarray, str]:
-    """The seed's LR recipe: a uniformly chosen bilinear, bicubic or area downsampling. Returns (lr, method)."""
-    method = methods[int(rng.integers(len(methods)))]
+                      methods: tuple = DOWNSAMPLE_METHODS, weights: tuple | None = None) -> tuple[np.ndarray, str]:
+    """The seed's LR recipe: a randomly chosen bilinear, bicubic or area downsampling — uniformly, or with the
+    relative ``weights`` (one per method). Returns (lr, method)."""
+    if weights is None:
+        method = methods[int(rng.integers(len(methods)))]
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(methods),) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"downsample weights {tuple(weights)} do not fit methods {tuple(methods)}")
+        method = methods[int(np.searchsorted(np.cumsum(w / w.sum()), rng.uniform(), side="right").clip(0, len(methods) - 1))]
     return downsample(hr, scale, method), method
 
 

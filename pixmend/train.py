@@ -46,7 +46,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "grad_clip": 1.0,
     "num_workers": 0,
     "checkpoint_dir": "",  # seed key: where last.safetensors/json go (default: the run directory, --out)
-    "lr_schedule": "noam",  # noam | constant (warm-up, then flat: the inpainting seed) | step (lr_steps)
+    "lr_schedule": "noam",  # noam | constant (warm-up, then flat: the inpainting seed) | step (lr_steps) | cosine
+    "min_learning_rate": 0.0,  # for "cosine": the rate reached at the last step
     "lr_steps": [],  # for "step": [[until_step, lr], ...] — e.g. the SR seed's piecewise-constant schedule
     "tensorboard_log_dir": "tb",
     "reference_image_path": "",  # seed key: an image corrected and logged to TensorBoard each epoch
@@ -158,7 +159,15 @@ def schedule_lr(step: int, cfg: dict) -> float:
             if step <= until:
                 return lr
         return table[-1][1]
-    raise PixmendError(f"lr_schedule must be noam, constant or step, not '{kind}'")
+    if kind == "cosine":  # linear warm-up, then half a cosine from the peak down to min_learning_rate at `steps`
+        total, low = int(cfg.get("steps") or 0), float(cfg.get("min_learning_rate", 0.0))
+        if total <= 0:
+            raise PixmendError("lr_schedule = 'cosine' needs steps > 0")
+        if step < warmup:
+            return peak * max(step, 1) / max(warmup, 1)
+        t = min(1.0, (step - warmup) / max(total - warmup, 1))
+        return low + 0.5 * (peak - low) * (1.0 + math.cos(math.pi * t))
+    raise PixmendError(f"lr_schedule must be noam, constant, step or cosine, not '{kind}'")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -480,10 +489,15 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
                 end_of_epoch = pos >= steps_per_epoch
                 if step % int(cfg["val_every"]) == 0 or end_of_epoch or step == total:
                     v = validate()
-                    if v < best and dist.is_main:
+                    improved = v < best
+                    if improved and dist.is_main:
                         best = v
                         save_weights(out / "model.safetensors", model,
                                      {**card_base, "steps": step, "best_val_loss": best, "wall_time_s": round(elapsed, 1)})
+                    if bar is None and dist.is_main:  # --no-progress (background runs): one line per validation
+                        print(f"step {step}/{total}  train loss {lv:.5f}  val loss {v:.5f}"
+                              f"{' (best, saved)' if improved else f'  (best {best:.5f})'}  lr {lr:.2e}  "
+                              f"{elapsed / 60:.1f} min", file=sys.stderr, flush=True)
                 # the preview (the seed's reference image when reference_image_path is set) at every validation,
                 # not only at epoch ends: an epoch of the seed's PixelDataset can be longer than a whole run
                 validated = step % int(cfg["val_every"]) == 0 or end_of_epoch or step == total

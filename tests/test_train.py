@@ -243,8 +243,17 @@ def test_lr_schedules():
     assert T.schedule_lr(5000, {**base, "lr_schedule": "constant"}) == pytest.approx(1e-3)
     steps = {**base, "lr_schedule": "step", "lr_steps": [[100, 1e-5], [200, 1e-4], [300, 3e-5]]}
     assert [T.schedule_lr(s, steps) for s in (1, 100, 101, 250, 999)] == [1e-5, 1e-5, 1e-4, 3e-5, 3e-5]
-    with pytest.raises(PixmendError, match="lr_schedule"):
+    cos = {**base, "lr_schedule": "cosine", "steps": 110, "min_learning_rate": 1e-5}
+    assert T.schedule_lr(5, cos) == pytest.approx(5e-4)  # linear warm-up
+    assert T.schedule_lr(10, cos) == pytest.approx(1e-3)  # the peak at the end of the warm-up
+    assert T.schedule_lr(60, cos) == pytest.approx((1e-3 + 1e-5) / 2)  # half-way down
+    assert T.schedule_lr(110, cos) == pytest.approx(1e-5) and T.schedule_lr(500, cos) == pytest.approx(1e-5)
+    rates = [T.schedule_lr(s, cos) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))  # never rises after the warm-up
+    with pytest.raises(PixmendError, match="steps"):
         T.schedule_lr(1, {**base, "lr_schedule": "cosine"})
+    with pytest.raises(PixmendError, match="lr_schedule"):
+        T.schedule_lr(1, {**base, "lr_schedule": "linear"})
 
 
 def test_checkpoint_dir_seed_key(photo_dir, tmp_path):

@@ -13,6 +13,7 @@ from PIL import Image
 from pixmend import degrade
 from pixmend.cli import main
 from pixmend.data import SRDataset
+from pixmend.errors import PixmendError
 from pixmend.metrics import sobel_edges as np_sobel
 from pixmend.models.registry import DEFAULT_MODELS, build_model, create_model, list_models
 from pixmend.models.window_sr import WindowSR, bicubic_upsample, flops
@@ -253,6 +254,12 @@ def test_cli_upscale_end_to_end(tiny_sr_weights, tmp_path, capsys):
     assert main(["upscale", str(d / "a.png"), "-o", str(out / "a.png"), "--model", str(tiny_sr_weights)]) == 1
     assert main(["upscale", str(d / "a.png"), "-o", str(out / "a.png"), "--model", str(tiny_sr_weights),
                  "--overwrite", "--tile", "8"]) == 0
+    # --self-ensemble writes the 8-orientation average
+    assert main(["upscale", str(d / "a.png"), "-o", str(out / "a-se.png"), "--model", str(tiny_sr_weights),
+                 "--self-ensemble"]) == 0
+    want_se = upscale_rgb(np.asarray(Image.open(d / "a.png")).astype(np.float32) / 255, model, ensemble=True)
+    with Image.open(out / "a-se.png") as im:
+        assert np.abs(np.asarray(im).astype(np.float32) / 255 - want_se).max() <= 1 / 255 + 1e-6
     capsys.readouterr()
 
 
@@ -318,3 +325,55 @@ def test_lr_blur_and_noise_options_and_default_stream_unchanged(tmp_path):
     lr_p, hr_p = plain[1]
     lr_n, hr_n = noisy[1]
     assert torch.equal(hr_p, hr_n) and not torch.equal(lr_p, lr_n) and lr_n.min() >= 0 and lr_n.max() <= 1
+
+
+def test_downsample_weights_and_lr_quantize():
+    hr = synth_image(16, 16, seed=2)
+    counts = {m: 0 for m in degrade.DOWNSAMPLE_METHODS}
+    for i in range(600):
+        counts[degrade.random_downsample(hr, 2, np.random.default_rng(i), weights=(1.0, 4.0, 1.0))[1]] += 1
+    assert 0.6 < counts["bicubic"] / 600 < 0.73 and counts["bilinear"] > 50 and counts["area"] > 50
+    only = {degrade.random_downsample(hr, 2, np.random.default_rng(i), weights=(0, 0, 1))[1] for i in range(20)}
+    assert only == {"area"}
+    with pytest.raises(ValueError, match="weights"):
+        degrade.random_downsample(hr, 2, np.random.default_rng(0), weights=(1.0, 1.0))
+    imgs = [to_u8(synth_image(64, 64, seed=3))]
+    plain = SRDataset(imgs, 2, 16, 4, seed=0)
+    q = SRDataset(imgs, 2, 16, 4, seed=0, quantize=True)
+    (lr_p, hr_p), (lr_q, hr_q) = plain[2], q[2]
+    assert torch.equal(hr_p, hr_q)  # same crop: quantising draws no random numbers
+    assert torch.allclose(lr_q * 255, (lr_q * 255).round(), atol=1e-4) and not torch.equal(lr_p, lr_q)
+    assert float((lr_p - lr_q).abs().max()) <= 0.5 / 255 + 1e-6
+
+
+def test_task_reads_downsample_weights(photo_dir):
+    task = UpscaleTask()
+    cfg = {**task.defaults("window-sr-x2"), "seed": 0, "val_split": 0.2, "steps": 2, "num_epochs": 1,
+           "downsample_weights": [0, 1, 0], "lr_quantize": True}
+    train_ds, val_ds = task.datasets(cfg, photo_dir)
+    assert train_ds.method_weights == (0.0, 1.0, 0.0) and train_ds.quantize and val_ds.quantize
+    with pytest.raises(PixmendError, match="downsample_weights"):
+        task.datasets({**cfg, "downsample_weights": [1, 1]}, photo_dir)
+    with pytest.raises(PixmendError, match="downsample_weights"):
+        task.datasets({**cfg, "downsample_weights": [0, 0, 0]}, photo_dir)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_self_ensemble_averages_the_eight_orientations(scale):
+    m = tiny(scale, seed=5)
+    rgb = synth_image(20, 28, seed=4)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        outs = []
+        for k in range(4):
+            for flip in (False, True):
+                t = torch.rot90(x, k, dims=(-2, -1))
+                y = m(t.flip(-1) if flip else t)
+                outs.append(torch.rot90(y.flip(-1) if flip else y, -k, dims=(-2, -1)))
+        want = torch.stack(outs).mean(0).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    got = upscale_rgb(rgb, m, scale, ensemble=True)
+    plain = upscale_rgb(rgb, m, scale)
+    assert got.shape == plain.shape == (20 * scale, 28 * scale, 3)
+    assert np.abs(got - want).max() < 1e-5 and np.abs(got - plain).max() > 1e-4
+    # tiled self-ensemble stays close to untiled
+    assert np.abs(upscale_rgb(rgb, m, scale, tile=16, ensemble=True) - got).mean() < 2e-3

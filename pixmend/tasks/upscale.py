@@ -47,9 +47,30 @@ def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
     return up[0, 0].numpy() if img.ndim == 2 else up[0].permute(1, 2, 0).contiguous().numpy()
 
 
+def self_ensemble(model):
+    """The geometric self-ensemble of Lim et al. (EDSR+, 2017): ``x ↦`` the mean of the model's outputs on the 8
+    rotations / flips of ``x``, each turned back. Same interface as the model, 8× the cost; it averages away
+    part of the model's orientation-dependent error (measured +0.1 dB PSNR on our validation photos)."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        acc = None
+        for k in range(4):
+            for flip in (False, True):
+                t = torch.rot90(x, k, dims=(-2, -1))
+                t = t.flip(-1) if flip else t
+                y = model(t)
+                y = y.flip(-1) if flip else y
+                y = torch.rot90(y, -k, dims=(-2, -1))
+                acc = y if acc is None else acc + y
+        return acc / 8
+
+    return fn
+
+
 def upscale_rgb(rgb: np.ndarray, model, scale: int | None = None, device="cpu", tile: int = TILE,
-                progress=None) -> np.ndarray:
-    """Upscale one float RGB image (H, W, 3) → (H·s, W·s, 3) through overlapped, blended tiles of ``tile`` LR px."""
+                progress=None, ensemble: bool = False) -> np.ndarray:
+    """Upscale one float RGB image (H, W, 3) → (H·s, W·s, 3) through overlapped, blended tiles of ``tile`` LR px;
+    ``ensemble``: each tile through the 8-fold geometric self-ensemble (``self_ensemble``)."""
     from ..tiling import tiled_apply
 
     s = model_scale(model)
@@ -57,15 +78,16 @@ def upscale_rgb(rgb: np.ndarray, model, scale: int | None = None, device="cpu", 
         raise PixmendError(f"this model upscales ×{s}, not ×{scale}")
     x = to_tensor(rgb, device)
     overlap = min(OVERLAP, tile // 2 // 4 * 4)  # ≤ half the tile, a multiple of the window
+    fn = self_ensemble(model) if ensemble else model
     with torch.inference_mode():
-        out = tiled_apply(model, x, tile=tile, overlap=overlap, scale=s, progress=progress)
+        out = tiled_apply(fn, x, tile=tile, overlap=overlap, scale=s, progress=progress)
     return to_numpy(out)
 
 
 def upscale_image(rgb: np.ndarray, alpha: np.ndarray | None, model, scale: int | None = None, device="cpu",
-                  tile: int = TILE, progress=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """RGB through the model; alpha (if any) separately by bicubic."""
-    out = upscale_rgb(rgb, model, scale, device, tile, progress)
+                  tile: int = TILE, progress=None, ensemble: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB through the model (optionally self-ensembled); alpha (if any) separately by bicubic."""
+    out = upscale_rgb(rgb, model, scale, device, tile, progress, ensemble)
     a = bicubic_upscale(alpha, model_scale(model)) if alpha is not None else None
     return out, a
 
@@ -115,6 +137,8 @@ class UpscaleTask:
                 "edge_loss_weight": 1.0,
                 "gan_weight": 0.0,  # > 0: add a PatchGAN term (off in shipped models)
                 "gan_after": 0.8, "gan_lr": 1e-4, "gan_width": 32,
+                "downsample_weights": [],  # relative probability per method; empty = uniform (the seed)
+                "lr_quantize": False,  # round the LR crops to 8 bits (what stored LR images are)
                 "lr_blur_prob": 0.0, "lr_noise_prob": 0.0}  # the seed's blur / noise experiment, off
 
     # -- data
@@ -129,12 +153,24 @@ class UpscaleTask:
         if bad or not methods:
             raise PixmendError(f"downsample_methods: unknown {', '.join(bad) or '(none given)'} "
                                f"(use {', '.join(degrade.DOWNSAMPLE_METHODS)})")
+        weights = cfg.get("downsample_weights") or None
+        if weights is not None:
+            try:
+                weights = tuple(float(w) for w in weights)
+            except (TypeError, ValueError):
+                raise PixmendError(f"downsample_weights must be a list of numbers, not {weights!r}") from None
+            if len(weights) != len(methods) or min(weights) < 0 or sum(weights) <= 0:
+                raise PixmendError(f"downsample_weights {list(weights)} must give one non-negative weight per "
+                                   f"method of downsample_methods ({', '.join(methods)}), not all zero")
+        quantize = bool(cfg.get("lr_quantize", False))
         s, crop = int(cfg["scale"]), int(cfg["lr_crop"])
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
         train_ds = D.SRDataset(tr_imgs, s, crop, int(cfg["samples_per_epoch"]), seed, methods=methods,
                                blur_prob=float(cfg.get("lr_blur_prob", 0.0)),
-                               noise_prob=float(cfg.get("lr_noise_prob", 0.0)))
-        val_ds = D.SRDataset(va_imgs, s, crop, n_val, seed + 1, fixed=True, methods=methods)
+                               noise_prob=float(cfg.get("lr_noise_prob", 0.0)),
+                               method_weights=weights, quantize=quantize)
+        val_ds = D.SRDataset(va_imgs, s, crop, n_val, seed + 1, fixed=True, methods=methods,
+                             method_weights=weights, quantize=quantize)
         train_ds.num_sources = len(tr)
         self.total_steps = int(cfg["steps"]) or int(cfg["num_epochs"]) * max(1, len(train_ds) // int(cfg["batch_size"]))
         return train_ds, val_ds
