@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--context", type=_positive_int, default=16, help="known pixels around each hole the model sees (default 16)")
     ip.add_argument("--whole", action="store_true",
                     help="the seed's whole-image variant: one pass over the entire image (default: a window per hole)")
+    ip.add_argument("--self-ensemble", action="store_true",
+                    help="average each hole's fill over the 8 rotations/flips of its window: a bit better, 8× slower")
     ip.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ip.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images (default 100 MP)")
     add_device(ip)
@@ -274,7 +276,7 @@ def cmd_inpaint(a) -> int:
         if mask.shape != img.rgb.shape[:2]:
             raise PixmendError(f"{img.path}: mask {mp} is {mask.shape[1]}×{mask.shape[0]}, the image is "
                                f"{img.rgb.shape[1]}×{img.rgb.shape[0]}")
-        return inpaint_image(img.rgb, img.alpha, mask, model, dev, a.context, whole=a.whole)
+        return inpaint_image(img.rgb, img.alpha, mask, model, dev, a.context, whole=a.whole, ensemble=a.self_ensemble)
 
     return common.run_batch(a.inputs, a.output, process, a.overwrite, desc="inpaint", max_pixels=a.max_pixels)
 

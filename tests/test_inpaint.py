@@ -147,6 +147,32 @@ def test_pixels_outside_the_mask_are_untouched(shape):
     assert not np.array_equal(out[~keep], img[~keep])
 
 
+def test_self_ensemble_averages_orientations_and_keeps_known_pixels():
+    import torch
+
+    from pixmend.tasks.inpaint import _dihedral_mean
+
+    m = tiny()
+    with torch.no_grad():  # the residual head starts at zero (the untrained model is the prefill): make it learn-like
+        m.generator.head.weight.normal_(0.0, 0.2)
+    img = synth_image(48, 40, seed=5)
+    mask = np.zeros((48, 40), np.float32)
+    mask[10:26, 12:30] = 1
+    out = inpaint_rgb(img, mask, m, ensemble=True)
+    plain = inpaint_rgb(img, mask, m)
+    keep = mask == 0
+    assert np.array_equal(out[keep], img[keep]) and not np.allclose(out[~keep], plain[~keep], atol=1e-4)
+    # the ensemble of a window equals the mean of the 8 turned-back predictions
+    x, k = torch.rand(1, 3, 16, 24), (torch.rand(1, 1, 16, 24) > 0.7).float()
+    with torch.no_grad():
+        want = torch.stack([torch.rot90(m.generator(torch.rot90(x, r, (-2, -1)), torch.rot90(k, r, (-2, -1))), -r, (-2, -1))
+                            for r in range(4)]
+                           + [torch.rot90(m.generator(torch.rot90(x, r, (-2, -1)).flip(-1),
+                                                      torch.rot90(k, r, (-2, -1)).flip(-1)).flip(-1), -r, (-2, -1))
+                              for r in range(4)]).mean(0)
+        assert torch.allclose(_dihedral_mean(m.generator, x, k), want, atol=1e-5)
+
+
 def test_empty_mask_returns_the_image_and_size_mismatch_is_an_error():
     from pixmend.errors import PixmendError
 
