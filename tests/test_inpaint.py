@@ -150,7 +150,7 @@ def test_pixels_outside_the_mask_are_untouched(shape):
 def test_self_ensemble_averages_orientations_and_keeps_known_pixels():
     import torch
 
-    from pixmend.tasks.inpaint import _dihedral_mean
+    from pixmend.tasks.common import dihedral_mean
 
     m = tiny()
     with torch.no_grad():  # the residual head starts at zero (the untrained model is the prefill): make it learn-like
@@ -170,7 +170,7 @@ def test_self_ensemble_averages_orientations_and_keeps_known_pixels():
                            + [torch.rot90(m.generator(torch.rot90(x, r, (-2, -1)).flip(-1),
                                                       torch.rot90(k, r, (-2, -1)).flip(-1)).flip(-1), -r, (-2, -1))
                               for r in range(4)]).mean(0)
-        assert torch.allclose(_dihedral_mean(m.generator, x, k), want, atol=1e-5)
+        assert torch.allclose(dihedral_mean(m.generator, x, k), want, atol=1e-5)
 
 
 def test_empty_mask_returns_the_image_and_size_mismatch_is_an_error():

@@ -31,6 +31,19 @@ def set_threads() -> None:
         torch.set_num_threads(n)
 
 
+def dihedral_mean(fn: Callable[..., torch.Tensor], *xs: torch.Tensor) -> torch.Tensor:
+    """Geometric self-ensemble (Lim et al., EDSR+ 2017): ``fn`` applied to the 8 rotations / flips of its
+    (..., H, W) inputs — all turned alike — each output turned back, and the 8 averaged. 8× the cost of ``fn``."""
+    acc = None
+    for k in range(4):
+        for flip in (False, True):
+            ts = [torch.rot90(x, k, dims=(-2, -1)) for x in xs]
+            y = fn(*[t.flip(-1) for t in ts] if flip else ts)
+            y = torch.rot90(y.flip(-1) if flip else y, -k, dims=(-2, -1))
+            acc = y if acc is None else acc + y
+    return acc / 8
+
+
 def get_model(name: str | None, task: str, device: str = "cpu"):
     """Load a model once per process and reuse it (the web app and batches call this repeatedly)."""
     from ..models.registry import create_model

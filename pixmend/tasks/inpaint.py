@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .. import degrade
 from ..errors import PixmendError
+from .common import dihedral_mean
 
 TRAINED_HOLE = 32  # the hole size the shipped model was trained on (pixels)
 
@@ -71,21 +72,6 @@ def hole_windows(mask: np.ndarray, context: int = 16) -> list[tuple[int, int, in
     return out
 
 
-def _dihedral_mean(gen, img: torch.Tensor, msk: torch.Tensor) -> torch.Tensor:
-    """The generator's prediction averaged over the 8 rotations / flips of the window, each turned back (the
-    geometric self-ensemble of Lim et al. 2017; measured +0.13 dB hole PSNR on our held-out test photos)."""
-    acc = None
-    for k in range(4):
-        for flip in (False, True):
-            a, b = torch.rot90(img, k, dims=(-2, -1)), torch.rot90(msk, k, dims=(-2, -1))
-            if flip:
-                a, b = a.flip(-1), b.flip(-1)
-            y = gen(a, b)
-            y = torch.rot90(y.flip(-1) if flip else y, -k, dims=(-2, -1))
-            acc = y if acc is None else acc + y
-    return acc / 8
-
-
 def _fill_window(img: torch.Tensor, msk: torch.Tensor, model, scale: float, ensemble: bool = False) -> torch.Tensor:
     """Generator prediction (1, 3, h, w) for one window: padded to a multiple of 8 (reflection), optionally
     processed at ``scale`` and resized back; ``ensemble``: averaged over the 8 orientations."""
@@ -103,7 +89,8 @@ def _fill_window(img: torch.Tensor, msk: torch.Tensor, model, scale: float, ense
         img_s = F.pad(img_s, (0, pw, 0, ph), mode=mode)
         msk_s = F.pad(msk_s, (0, pw, 0, ph), mode="constant", value=0.0)
     gen = model.generator if hasattr(model, "generator") else model.module.generator
-    pred = (_dihedral_mean(gen, img_s, msk_s) if ensemble else gen(img_s, msk_s))[..., :hh, :ww]
+    # ensemble: averaged over the 8 rotations / flips of the window (measured +0.13 dB hole PSNR on our test photos)
+    pred = (dihedral_mean(gen, img_s, msk_s) if ensemble else gen(img_s, msk_s))[..., :hh, :ww]
     if scale < 1.0:
         pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
     return pred

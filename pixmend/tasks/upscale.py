@@ -25,7 +25,7 @@ from torch import nn
 from .. import degrade
 from ..errors import PixmendError
 from ..losses import sobel_edges  # noqa: F401  (re-exported: tests and older code import it from here)
-from .common import to_numpy, to_tensor
+from .common import dihedral_mean, to_numpy, to_tensor
 
 TILE, OVERLAP = 256, 32  # LR pixels; the overlap is a multiple of the 4-pixel window
 
@@ -52,19 +52,7 @@ def self_ensemble(model):
     rotations / flips of ``x``, each turned back. Same interface as the model, 8× the cost; it averages away
     part of the model's orientation-dependent error (measured +0.1 dB PSNR on our validation photos)."""
 
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        acc = None
-        for k in range(4):
-            for flip in (False, True):
-                t = torch.rot90(x, k, dims=(-2, -1))
-                t = t.flip(-1) if flip else t
-                y = model(t)
-                y = y.flip(-1) if flip else y
-                y = torch.rot90(y, -k, dims=(-2, -1))
-                acc = y if acc is None else acc + y
-        return acc / 8
-
-    return fn
+    return lambda x: dihedral_mean(model, x)
 
 
 def upscale_rgb(rgb: np.ndarray, model, scale: int | None = None, device="cpu", tile: int = TILE,
