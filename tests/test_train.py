@@ -162,6 +162,14 @@ def test_resume_without_checkpoint_starts_fresh(photo_dir, tmp_path, capsys):
     assert "starting fresh" in capsys.readouterr().err
 
 
+def test_no_progress_prints_one_line_per_validation(photo_dir, tmp_path, capsys):
+    run("pixel-transformer", photo_dir, tmp_path / "quiet", steps=20, val_every=10)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("step ")]
+    steps = [ln.split()[1] for ln in lines]  # every val_every steps and at each epoch's end
+    assert "10/20" in steps and steps[-1] == "20/20" and len(steps) == len(set(steps))
+    assert "val loss" in lines[-1] and "lr" in lines[-1] and "(best, saved)" in lines[0]
+
+
 def test_gl_transformer_run(photo_dir, tmp_path):
     out = tmp_path / "gl"
     res = run("gl-transformer", photo_dir, out, steps=10)  # crosses epoch ends (4 steps each): preview runs
