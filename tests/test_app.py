@@ -98,8 +98,8 @@ def test_app_builds_with_every_tab():
     try:
         cfg = demo.get_config_file()
         ids = {c.get("props", {}).get("elem_id") for c in cfg["components"]}
-        assert {"correct-btn", "correct-strength", "upscale-btn", "inpaint-editor", "generate-btn",
-                "complete-btn", "batch-btn"} <= ids
+        assert {"correct-btn", "correct-strength", "upscale-btn", "upscale-ensemble", "inpaint-editor",
+                "inpaint-ensemble", "generate-btn", "complete-btn", "batch-btn"} <= ids
     finally:
         demo.pixmend_workspace.close()
 
@@ -225,6 +225,23 @@ def test_correct_with_watermark_reads_back(ws, tmp_path):
     assert extract(read_image(saved2).rgb) == "pixmend-app"
 
 
+def test_upscale_action_with_and_without_self_ensemble(ws, tmp_path, monkeypatch):
+    import torch
+
+    from pixmend.models.registry import build_model
+
+    torch.manual_seed(0)
+    sr = build_model("window-sr-x2", dict(dim=12, depth=2, heads=2)).eval()
+    with torch.no_grad():
+        sr.head.weight.normal_(0.0, 0.05)  # not plain bicubic
+    monkeypatch.setattr(app, "_model", lambda name, task: (sr, {"architecture": "window-sr-x2", "config": {}}))
+    src = str(_small_png(tmp_path, "u.png", (12, 10)))
+    plain, _ = app.upscale_action(ws, src, 2)
+    ens, _ = app.upscale_action(ws, src, 2, True)
+    a, b = np.asarray(Image.open(plain)), np.asarray(Image.open(ens))
+    assert a.shape == b.shape == (24, 20, 3) and not np.array_equal(a, b)
+
+
 def test_generate_and_complete_and_inpaint_actions(ws, tmp_path, monkeypatch):
     """The Generate / Complete / Inpaint tabs' actions on tiny models (fast, and independent of the shipped weights)."""
     import torch
@@ -249,3 +266,6 @@ def test_generate_and_complete_and_inpaint_actions(ws, tmp_path, monkeypatch):
     before, after = np.asarray(Image.open(src)), np.asarray(Image.open(saved))
     keep = layer[..., 3] == 0
     assert np.array_equal(before[keep], after[keep])
+    # the self-ensemble checkbox: known pixels still untouched
+    saved_se, _ = app.inpaint_action(ws, {"background": str(src), "layers": [layer], "composite": None}, True)
+    assert np.array_equal(before[keep], np.asarray(Image.open(saved_se))[keep])
