@@ -7,7 +7,7 @@ McMaster18 (LR made here by PIL bicubic, ``degrade.downsample``), PSNR and SSIM 
 studio range, as SR papers) with ``border = scale`` pixels cropped. Rows: bicubic (measured — Keys a = −0.5,
 the model's own base), published figures of SRCNN / FSRCNN / VDSR / SwinIR-light on Set5 (marked published,
 not re-run), and our models with their parameter counts and speed (seconds per output megapixel on this CPU,
-2 threads, 256×256 input, best of 3, model already loaded).
+2 threads, 256×256 input, best of 3 — one run for the 8× slower self-ensemble rows — model already loaded).
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "or a .safetensors path written by `pixmend train upscale`")
     u.add_argument("--tile", type=_positive_int, default=256, help="tile side in input pixels (default 256)")
     u.add_argument("--self-ensemble", action="store_true",
-                   help="average the model over the 8 rotations/flips of each tile: ~0.1 dB better, 8× slower")
+                   help="average the model over the 8 rotations/flips of each tile: a little better, 8× slower")
     u.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     u.add_argument("--max-pixels", type=_positive_int, default=None,
                    help="refuse larger inputs (default 100 MP / scale², so outputs stay within 100 MP)")

@@ -143,6 +143,9 @@ def autocast_dtype(precision: str, dev: torch.device):
     return torch.bfloat16 if dev.type == "cpu" else {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+SCHEDULE_KEYS = ("steps", "lr_schedule", "peak_learning_rate", "warmup_steps", "min_learning_rate", "lr_steps")
+
+
 def schedule_lr(step: int, cfg: dict) -> float:
     """Learning rate at ``step`` (1-based) for the configured ``lr_schedule``."""
     kind = str(cfg.get("lr_schedule", "noam")).lower()
@@ -160,9 +163,15 @@ def schedule_lr(step: int, cfg: dict) -> float:
                 return lr
         return table[-1][1]
     if kind == "cosine":  # linear warm-up, then half a cosine from the peak down to min_learning_rate at `steps`
-        total, low = int(cfg.get("steps") or 0), float(cfg.get("min_learning_rate", 0.0))
-        if total <= 0:
-            raise PixmendError("lr_schedule = 'cosine' needs steps > 0")
+        total = int(cfg.get("steps") or 0)
+        try:
+            low = float(cfg.get("min_learning_rate", 0.0))
+        except (TypeError, ValueError):
+            raise PixmendError(f"min_learning_rate must be a number, not {cfg.get('min_learning_rate')!r}") from None
+        if total <= warmup:
+            raise PixmendError(f"lr_schedule = 'cosine' needs steps ({total}) > warmup_steps ({warmup})")
+        if not 0.0 <= low <= peak:
+            raise PixmendError(f"min_learning_rate ({low}) must lie between 0 and peak_learning_rate ({peak})")
         if step < warmup:
             return peak * max(step, 1) / max(warmup, 1)
         t = min(1.0, (step - warmup) / max(total - warmup, 1))
@@ -352,6 +361,8 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
     per_rank_batch = max(1, batch // dist.world)
     steps_per_epoch = max(1, len(train_ds) // dist.world // per_rank_batch)
     total = int(cfg["steps"]) or int(cfg["num_epochs"]) * steps_per_epoch
+    cfg["steps"] = total  # epoch-based runs too: the cosine schedule ends at the run's last step
+    schedule_lr(1, cfg)  # a bad schedule setting fails now, before a checkpoint or log is written
 
     amp_dtype = autocast_dtype(cfg.get("precision", "auto"), dev)
     scaler = torch.amp.GradScaler(dev.type) if amp_dtype == torch.float16 else None
@@ -363,6 +374,7 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
 
     step, epoch, pos, best, elapsed = 0, 0, 0, float("inf"), 0.0
     history: list = []
+    schedule_changes: list = []  # resumed with other schedule settings: recorded in the checkpoint and the card
     ckpt_dir = Path(cfg["checkpoint_dir"]) if cfg.get("checkpoint_dir") else out
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     ckpt = ckpt_dir / "last.safetensors"
@@ -371,8 +383,16 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
             meta = load_checkpoint(ckpt, model, opt)
             step, epoch, pos = meta["step"], meta["epoch"], meta["batch_in_epoch"]
             best, elapsed, history = meta["best_val_loss"], meta["elapsed_s"], meta.get("history", [])
+            schedule_changes = list(meta.get("schedule_changes", []))
             if dist.is_main:
                 print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+                before = meta.get("config") or {}
+                changed = [f"{k} {before[k]} → {cfg.get(k)}" for k in SCHEDULE_KEYS
+                           if k in before and before[k] != cfg.get(k)]
+                if changed:  # legal (e.g. a longer run), but the learning-rate curve bends here: say so
+                    print(f"note: the learning-rate schedule changes at step {step}: {', '.join(changed)}",
+                          file=sys.stderr)
+                    schedule_changes.append({"at_step": step, "changed": changed})
         elif dist.is_main:
             print(f"--resume: no checkpoint in {out}, starting fresh", file=sys.stderr)
     model = dist.wrap(model)
@@ -399,10 +419,13 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
         init_note = json.loads((out / "model.json").read_text()).get("initialised_from", init_note)
     if init_note:
         card_base["initialised_from"] = init_note
+    if schedule_changes:
+        card_base["schedule_changes"] = schedule_changes
 
     def meta_now() -> dict:
         return {"step": step, "epoch": epoch, "batch_in_epoch": pos, "best_val_loss": best,
-                "elapsed_s": elapsed, "history": history[-2000:], "architecture": architecture, "config": cfg}
+                "elapsed_s": elapsed, "history": history[-2000:], "architecture": architecture, "config": cfg,
+                "schedule_changes": schedule_changes}
 
     def validate() -> float:
         model.eval()

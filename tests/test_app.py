@@ -266,6 +266,11 @@ def test_generate_and_complete_and_inpaint_actions(ws, tmp_path, monkeypatch):
     before, after = np.asarray(Image.open(src)), np.asarray(Image.open(saved))
     keep = layer[..., 3] == 0
     assert np.array_equal(before[keep], after[keep])
-    # the self-ensemble checkbox: known pixels still untouched
+    # the self-ensemble checkbox (a generator that is not just the prefill): known pixels still untouched,
+    # the hole filled differently
+    with torch.no_grad():
+        inp.generator.head.weight.normal_(0.0, 0.2)
+    plain, _ = app.inpaint_action(ws, {"background": str(src), "layers": [layer], "composite": None})
     saved_se, _ = app.inpaint_action(ws, {"background": str(src), "layers": [layer], "composite": None}, True)
-    assert np.array_equal(before[keep], np.asarray(Image.open(saved_se))[keep])
+    a, b = np.asarray(Image.open(plain)), np.asarray(Image.open(saved_se))
+    assert np.array_equal(before[keep], b[keep]) and not np.array_equal(a[~keep], b[~keep])

@@ -162,6 +162,23 @@ def test_resume_without_checkpoint_starts_fresh(photo_dir, tmp_path, capsys):
     assert "starting fresh" in capsys.readouterr().err
 
 
+def test_cosine_on_an_epoch_run_and_resume_with_a_new_schedule_is_recorded(photo_dir, tmp_path, capsys):
+    # steps = 0 (epochs): the cosine ends at the run's computed last step; a bad setting fails before writing
+    res = run("pixel-transformer", photo_dir, tmp_path / "ep", steps=0, num_epochs=1, lr_schedule="cosine",
+              warmup_steps=1)
+    assert res.steps > 1
+    with pytest.raises(PixmendError, match="min_learning_rate"):
+        run("pixel-transformer", photo_dir, tmp_path / "bad", steps=4, lr_schedule="cosine", warmup_steps=1,
+            min_learning_rate=1.0)
+    assert not any((tmp_path / "bad").iterdir())  # no checkpoint, weights or log
+    run("pixel-transformer", photo_dir, tmp_path / "cos", steps=4, lr_schedule="cosine", warmup_steps=1)
+    capsys.readouterr()
+    run("pixel-transformer", photo_dir, tmp_path / "cos", resume=True, steps=6, lr_schedule="cosine", warmup_steps=1)
+    assert "schedule changes at step 4: steps 4 → 6" in capsys.readouterr().err
+    card = json.loads((tmp_path / "cos" / "model.json").read_text())
+    assert card["schedule_changes"] == [{"at_step": 4, "changed": ["steps 4 → 6"]}]
+
+
 def test_no_progress_prints_one_line_per_validation(photo_dir, tmp_path, capsys):
     run("pixel-transformer", photo_dir, tmp_path / "quiet", steps=20, val_every=10)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("step ")]
@@ -260,6 +277,12 @@ def test_lr_schedules():
     assert all(a >= b for a, b in zip(rates, rates[1:]))  # never rises after the warm-up
     with pytest.raises(PixmendError, match="steps"):
         T.schedule_lr(1, {**base, "lr_schedule": "cosine"})
+    with pytest.raises(PixmendError, match="warmup_steps"):
+        T.schedule_lr(1, {**cos, "steps": 10})
+    with pytest.raises(PixmendError, match="min_learning_rate"):
+        T.schedule_lr(1, {**cos, "min_learning_rate": 2e-3})
+    with pytest.raises(PixmendError, match="min_learning_rate must be a number"):
+        T.schedule_lr(1, {**cos, "min_learning_rate": "abc"})
     with pytest.raises(PixmendError, match="lr_schedule"):
         T.schedule_lr(1, {**base, "lr_schedule": "linear"})
 

@@ -351,11 +351,15 @@ def test_task_reads_downsample_weights(photo_dir):
     cfg = {**task.defaults("window-sr-x2"), "seed": 0, "val_split": 0.2, "steps": 2, "num_epochs": 1,
            "downsample_weights": [0, 1, 0], "lr_quantize": True}
     train_ds, val_ds = task.datasets(cfg, photo_dir)
-    assert train_ds.method_weights == (0.0, 1.0, 0.0) and train_ds.quantize and val_ds.quantize
-    with pytest.raises(PixmendError, match="downsample_weights"):
-        task.datasets({**cfg, "downsample_weights": [1, 1]}, photo_dir)
-    with pytest.raises(PixmendError, match="downsample_weights"):
-        task.datasets({**cfg, "downsample_weights": [0, 0, 0]}, photo_dir)
+    assert train_ds.method_weights == val_ds.method_weights == (0.0, 1.0, 0.0)
+    assert train_ds.quantize and val_ds.quantize
+    as_text, _ = task.datasets({**cfg, "downsample_weights": "1, 4,1", "lr_quantize": "False"}, photo_dir)
+    assert as_text.method_weights == (1.0, 4.0, 1.0) and as_text.quantize is False
+    for bad in ([1, 1], [0, 0, 0], [1, float("nan"), 1], [1, float("inf"), 1], [1, -1, 1], "a,b,c"):
+        with pytest.raises(PixmendError, match="downsample_weights"):
+            task.datasets({**cfg, "downsample_weights": bad}, photo_dir)
+    with pytest.raises(PixmendError, match="lr_quantize"):
+        task.datasets({**cfg, "lr_quantize": "maybe"}, photo_dir)
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -377,3 +381,18 @@ def test_self_ensemble_averages_the_eight_orientations(scale):
     assert np.abs(got - want).max() < 1e-5 and np.abs(got - plain).max() > 1e-4
     # tiled self-ensemble stays close to untiled
     assert np.abs(upscale_rgb(rgb, m, scale, tile=16, ensemble=True) - got).mean() < 2e-3
+
+
+def test_dihedral_mean_of_symmetric_functions_is_the_function():
+    from pixmend.tasks.common import dihedral_mean
+
+    x = torch.rand(1, 3, 5, 7)  # odd, non-square: rotations swap the sides
+    assert torch.allclose(dihedral_mean(lambda t: 2 * t, x), 2 * x, atol=1e-6)
+    # bicubic ×2 commutes with every rotation and flip (the kernel is symmetric): the mean is bicubic itself
+    assert torch.allclose(dihedral_mean(lambda t: bicubic_upsample(t, 2), x), bicubic_upsample(x, 2), atol=1e-6)
+    # a function that is not symmetric (a shift to the right) averages to something else
+    shift = lambda t: F.pad(t, (1, 0))[..., :-1]  # noqa: E731
+    assert not torch.allclose(dihedral_mean(shift, x), shift(x))
+    # several inputs are turned alike: the mean of (a, b) ↦ a·b is a·b
+    y = torch.rand(1, 3, 5, 7)
+    assert torch.allclose(dihedral_mean(lambda a, b: a * b, x, y), x * y, atol=1e-6)

@@ -89,7 +89,7 @@ def _fill_window(img: torch.Tensor, msk: torch.Tensor, model, scale: float, ense
         img_s = F.pad(img_s, (0, pw, 0, ph), mode=mode)
         msk_s = F.pad(msk_s, (0, pw, 0, ph), mode="constant", value=0.0)
     gen = model.generator if hasattr(model, "generator") else model.module.generator
-    # ensemble: averaged over the 8 rotations / flips of the window (measured +0.13 dB hole PSNR on our test photos)
+    # ensemble: averaged over the 8 rotations / flips of the window (docs/BENCHMARKS.md: "+ self-ensemble")
     pred = (dihedral_mean(gen, img_s, msk_s) if ensemble else gen(img_s, msk_s))[..., :hh, :ww]
     if scale < 1.0:
         pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)

@@ -14,6 +14,7 @@ when the training loss changes.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
 def self_ensemble(model):
     """The geometric self-ensemble of Lim et al. (EDSR+, 2017): ``x ↦`` the mean of the model's outputs on the 8
     rotations / flips of ``x``, each turned back. Same interface as the model, 8× the cost; it averages away
-    part of the model's orientation-dependent error (measured +0.1 dB PSNR on our validation photos)."""
+    part of the model's orientation-dependent error (figures: docs/BENCHMARKS.md, "+ self-ensemble" rows)."""
 
     return lambda x: dihedral_mean(model, x)
 
@@ -143,14 +144,20 @@ class UpscaleTask:
                                f"(use {', '.join(degrade.DOWNSAMPLE_METHODS)})")
         weights = cfg.get("downsample_weights") or None
         if weights is not None:
+            raw = weights.split(",") if isinstance(weights, str) else weights  # "1,4,1" as downsample_methods
             try:
-                weights = tuple(float(w) for w in weights)
+                weights = tuple(float(w) for w in raw)
             except (TypeError, ValueError):
-                raise PixmendError(f"downsample_weights must be a list of numbers, not {weights!r}") from None
-            if len(weights) != len(methods) or min(weights) < 0 or sum(weights) <= 0:
-                raise PixmendError(f"downsample_weights {list(weights)} must give one non-negative weight per "
-                                   f"method of downsample_methods ({', '.join(methods)}), not all zero")
-        quantize = bool(cfg.get("lr_quantize", False))
+                raise PixmendError(f"downsample_weights must be a list of numbers, not {cfg['downsample_weights']!r}") from None
+            if (len(weights) != len(methods) or not all(math.isfinite(w) and w >= 0 for w in weights)
+                    or sum(weights) <= 0):
+                raise PixmendError(f"downsample_weights {list(weights)} must give one finite, non-negative weight "
+                                   f"per method of downsample_methods ({', '.join(methods)}), not all zero")
+        quantize = cfg.get("lr_quantize", False)
+        if isinstance(quantize, str) and quantize.strip().lower() in ("true", "false"):
+            quantize = quantize.strip().lower() == "true"  # --set lr_quantize=True arrives as a string
+        if not isinstance(quantize, bool):
+            raise PixmendError(f"lr_quantize must be true or false, not {quantize!r}")
         s, crop = int(cfg["scale"]), int(cfg["lr_crop"])
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
         train_ds = D.SRDataset(tr_imgs, s, crop, int(cfg["samples_per_epoch"]), seed, methods=methods,
