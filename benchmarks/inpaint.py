@@ -5,8 +5,9 @@
 Kodak24 centre 256×256 crops. Two mask sets, both fixed by seeds (``tasks.inpaint.eval_masks``): one 32×32
 square hole per crop (16-pixel margin, the seed's evaluation holes) and free-form brush strokes (2–4 strokes,
 ≤ 25 % of the crop). PSNR and SSIM inside the hole (SSIM map averaged over hole pixels) and on the whole crop,
-and seconds per image (2 threads). Each model also runs with ``--self-ensemble`` (8 orientations). Baselines: mean fill (the hole painted with the mean of the known pixels),
-OpenCV Telea and Navier–Stokes (``cv2.inpaint``, radius 5, on the 8-bit image).
+and seconds per image (2 threads). Each model also runs with ``--self-ensemble`` (8 orientations). Baselines:
+mean fill (the hole painted with the mean of the known pixels), OpenCV Telea and Navier–Stokes (``cv2.inpaint``,
+radius 5, on the 8-bit image).
 """
 
 from __future__ import annotations

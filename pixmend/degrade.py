@@ -266,7 +266,7 @@ def random_downsample(hr: np.ndarray, scale: int, rng: np.random.Generator,
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (len(methods),) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"downsample weights {tuple(weights)} do not fit methods {tuple(methods)}")
-        method = methods[int(np.searchsorted(np.cumsum(w / w.sum()), rng.uniform(), side="right").clip(0, len(methods) - 1))]
+        method = methods[int(rng.choice(len(methods), p=w / w.sum()))]
     return downsample(hr, scale, method), method
 
 

@@ -48,18 +48,10 @@ def bicubic_upscale(img: np.ndarray, scale: int) -> np.ndarray:
     return up[0, 0].numpy() if img.ndim == 2 else up[0].permute(1, 2, 0).contiguous().numpy()
 
 
-def self_ensemble(model):
-    """The geometric self-ensemble of Lim et al. (EDSR+, 2017): ``x ↦`` the mean of the model's outputs on the 8
-    rotations / flips of ``x``, each turned back. Same interface as the model, 8× the cost; it averages away
-    part of the model's orientation-dependent error (figures: docs/BENCHMARKS.md, "+ self-ensemble" rows)."""
-
-    return lambda x: dihedral_mean(model, x)
-
-
 def upscale_rgb(rgb: np.ndarray, model, scale: int | None = None, device="cpu", tile: int = TILE,
                 progress=None, ensemble: bool = False) -> np.ndarray:
     """Upscale one float RGB image (H, W, 3) → (H·s, W·s, 3) through overlapped, blended tiles of ``tile`` LR px;
-    ``ensemble``: each tile through the 8-fold geometric self-ensemble (``self_ensemble``)."""
+    ``ensemble``: each tile through the 8-fold geometric self-ensemble (``common.dihedral_mean``)."""
     from ..tiling import tiled_apply
 
     s = model_scale(model)
@@ -67,7 +59,7 @@ def upscale_rgb(rgb: np.ndarray, model, scale: int | None = None, device="cpu", 
         raise PixmendError(f"this model upscales ×{s}, not ×{scale}")
     x = to_tensor(rgb, device)
     overlap = min(OVERLAP, tile // 2 // 4 * 4)  # ≤ half the tile, a multiple of the window
-    fn = self_ensemble(model) if ensemble else model
+    fn = (lambda t: dihedral_mean(model, t)) if ensemble else model
     with torch.inference_mode():
         out = tiled_apply(fn, x, tile=tile, overlap=overlap, scale=s, progress=progress)
     return to_numpy(out)
