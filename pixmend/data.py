@@ -195,12 +195,13 @@ class SyntheticCorrectionDataset(SeededDataset):
 
     def __init__(self, images: list[np.ndarray], crop: int = 256, length: int = 4096, seed: int = 0,
                  p_illustration: float = 0.25, degrade_cfg: degrade.DegradeConfig | None = None, fixed: bool = False,
-                 thumb: int = 0, view_max: int = 384):
+                 thumb: int = 0, view_max: int = 384, clean_look: float = 0.0):
         if not images:
             raise PixmendError("no training images")
         self.images, self.crop, self.length, self.seed = images, crop, length, seed
         self.p_illustration, self.cfg, self.fixed = p_illustration, degrade_cfg or degrade.DegradeConfig(), fixed
         self.thumb, self.view_max = thumb, view_max
+        self.clean_look = float(clean_look)  # strength of degrade.sample_look on the clean photo (0 = off)
         # wide views are shrunk to view_max anyway: cut them from copies at twice that size (~10x cheaper)
         self.view_images = [shrink_long_side(im, 2 * view_max) for im in images] if thumb else images
         self.epoch = 0
@@ -217,6 +218,9 @@ class SyntheticCorrectionDataset(SeededDataset):
         illustrated = rng.uniform() < self.p_illustration
         if illustrated:
             clean = degrade.illustrate(clean, rng)
+        look = degrade.sample_look(rng, self.clean_look) if self.clean_look > 0 else None
+        if look is not None:
+            clean = degrade.apply_look(clean, look)
         bad, deg = degrade.gpt_degrade(clean, rng, self.cfg)
         amount = deg.sharpen.amount if deg.sharpen is not None else 0.0
         out = (chw(bad), chw(clean), torch.tensor(amount, dtype=torch.float32))
@@ -228,6 +232,8 @@ class SyntheticCorrectionDataset(SeededDataset):
         view = wide_view(self.view_images[k], rng, self.view_max)
         if illustrated:
             view = degrade.illustrate(view, rng)
+        if look is not None:
+            view = degrade.apply_look(view, look)
         bad_view = degrade.apply_degradation(view, deg)
         return out + (thumbnail(bad_view, self.thumb), thumbnail(view, self.thumb))
 
@@ -306,7 +312,7 @@ class SRDataset(SeededDataset):
     def __init__(self, images: list[np.ndarray], scale: int = 2, lr_crop: int = 48, length: int = 4096,
                  seed: int = 0, fixed: bool = False, methods: tuple = degrade.DOWNSAMPLE_METHODS,
                  blur_prob: float = 0.0, noise_prob: float = 0.0, method_weights: tuple | None = None,
-                 quantize: bool = False):
+                 quantize: bool = False, hr_zoom: float = 1.0):
         if not images:
             raise PixmendError("no training images")
         self.images, self.scale, self.lr_crop, self.length = images, int(scale), int(lr_crop), int(length)
@@ -317,6 +323,9 @@ class SRDataset(SeededDataset):
         # 8 bits, as every LR image a user has is stored
         self.method_weights = tuple(method_weights) if method_weights is not None else None
         self.quantize = bool(quantize)
+        # scale augmentation (as FSRCNN and VDSR trained): each HR crop is cut from the photo shrunk by a random
+        # factor in [hr_zoom, 1] (1 = off), so 44 photos give detail at many scales, as crisp as a downscale is
+        self.hr_zoom = float(hr_zoom)
         self.epoch = 0
         smallest = min(min(im.shape[:2]) for im in images)
         if smallest < self.scale:
@@ -328,8 +337,21 @@ class SRDataset(SeededDataset):
         img = self.images[int(rng.integers(len(self.images)))]
         h, w = img.shape[:2]
         c = self.hr_crop
-        y0, x0 = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-        hr = np.rot90(img[y0:y0 + c, x0:x0 + c], int(rng.integers(0, 4)))
+        src = c
+        if self.hr_zoom < 1.0:  # guarded: no draws when off (the same stream as before)
+            src = min(h, w, max(c, round(c / rng.uniform(self.hr_zoom, 1.0))))
+        y0, x0 = int(rng.integers(0, h - src + 1)), int(rng.integers(0, w - src + 1))
+        hr = img[y0:y0 + src, x0:x0 + src]
+        if src != c:
+            from PIL import Image
+
+            if hr.dtype == np.uint8:
+                hr = np.asarray(Image.fromarray(hr).resize((c, c), Image.Resampling.LANCZOS))
+            else:  # float photos: channel by channel in Pillow's 32-bit float mode
+                hr = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(hr[..., i], dtype=np.float32))
+                                          .resize((c, c), Image.Resampling.LANCZOS)) for i in range(3)], axis=-1)
+                hr = np.clip(hr, 0.0, 1.0)
+        hr = np.rot90(hr, int(rng.integers(0, 4)))
         if rng.uniform() < 0.5:
             hr = hr[:, ::-1]
         hr = np.ascontiguousarray(hr).astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
@@ -438,18 +460,24 @@ class InpaintDataset(SeededDataset):
     """
 
     def __init__(self, images: list[np.ndarray], crop: int = 64, length: int = 4096, seed: int = 0,
-                 fixed: bool = False, mask_probs: tuple = (0.5, 0.2, 0.3), hole: int = 32, margin: int = 16):
+                 fixed: bool = False, mask_probs: tuple = (0.5, 0.2, 0.3), hole: int = 32, margin: int = 16,
+                 zoom_range: tuple = (0.5, 1.0), look_jitter: float = 0.0):
         if not images:
             raise PixmendError("no training images")
         if crop % 8:
             raise PixmendError(f"crop must be a multiple of 8, not {crop}")
         self.images, self.crop, self.length, self.seed, self.fixed = images, int(crop), int(length), seed, fixed
         self.mask_probs, self.hole, self.margin = tuple(mask_probs), int(hole), int(margin)
+        # augmentation against memorising few photos: a wider zoom-out range, and random photo looks (white
+        # balance, tint, black level, tone, saturation: degrade.sample_look at this strength; 0 = off)
+        self.zoom_range, self.look_jitter = (float(zoom_range[0]), float(zoom_range[1])), float(look_jitter)
         self.epoch = 0
 
     def __getitem__(self, index: int):
         rng = self._rng(index, 7)
         img = self.images[int(rng.integers(len(self.images)))]
-        view = random_view(img, self.crop, rng)
+        view = random_view(img, self.crop, rng, self.zoom_range)
         mask, _ = degrade.random_mask(self.crop, self.crop, rng, self.mask_probs, self.hole, self.margin)
+        if self.look_jitter > 0:  # drawn last and only when on: the views and masks stay those of the seed
+            view = degrade.apply_look(view, degrade.sample_look(rng, self.look_jitter))
         return chw(view), torch.from_numpy(mask)[None]

@@ -187,6 +187,43 @@ def gpt_degrade(rgb: np.ndarray, seed: int | np.random.Generator, cfg: DegradeCo
 # -------------------------------------------------------------------------------------- content variation
 
 
+@dataclass
+class LookParams:
+    """A natural variation of how a *clean* photo looks (camera white balance, black level, tone, saturation)."""
+
+    gains: list  # 3 white-balance gains
+    black: list  # 3 per-channel black levels (lifted shadows, slightly tinted)
+    gamma: float
+    saturation: float
+
+
+def sample_look(rng: np.random.Generator, strength: float = 1.0) -> LookParams:
+    """Clean photos are not all neutral: their white balance, black level and tone vary from camera to camera
+    and photographer to photographer (GUIDE §5: hand-corrected GPT images have mean b* from −2 to +11.5).
+    Applied to the clean photo *before* the damage, on both sides of a pair, this teaches the corrector that such
+    looks are content to keep, not a cast to remove. At ``strength`` 1: warm/cool white balance up to about
+    ±8 b* on mid-grey, a green/magenta tint up to about ±3 a*, black levels up to 0.03, gamma 0.92–1.08,
+    saturation 0.9–1.12."""
+    t = rng.uniform(-1.0, 1.0) * strength  # warm (+) / cool (−)
+    g = rng.uniform(-1.0, 1.0) * strength  # magenta (+) / green (−)
+    gains = np.array([1.0 + 0.04 * t, 1.0 - 0.03 * g, 1.0 - 0.10 * t])
+    black = rng.uniform(0.0, 0.03 * strength, size=3)
+    gamma = float(np.exp(rng.uniform(-1.0, 1.0) * 0.08 * strength))
+    saturation = float(1.0 + rng.uniform(-0.10, 0.12) * strength)
+    return LookParams((gains / gains.mean()).tolist(), black.tolist(), gamma, saturation)
+
+
+def apply_look(rgb: np.ndarray, look: LookParams) -> np.ndarray:
+    out = np.clip(rgb * np.asarray(look.gains, dtype=np.float32), 0.0, 1.0)
+    out = np.power(out, np.float32(look.gamma))
+    black = np.asarray(look.black, dtype=np.float32)
+    out = black + (1.0 - black) * out
+    luma = out @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    out = luma[..., None] + np.float32(look.saturation) * (out - luma[..., None])
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+
 def illustrate(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Turn a photo into flat-shaded, illustration-like content (GPT outputs include cartoons and 3D renders):
     edge-preserving smoothing then colour quantisation, optionally with a soft shading gradient."""

@@ -229,3 +229,38 @@ def test_paired_crop_dataset_aligned():
         assert float(amount) == -1.0
     with pytest.raises(PixmendError):
         D.PairedCropDataset([(a, a[:10])], crop=8)
+
+
+def test_clean_look_on_both_sides_of_a_pair(photos):
+    """clean_look changes the clean photo itself: with no damage drawn, bad == clean, and both differ from the
+    photo without the look; strength 0 draws nothing (the same items as before)."""
+    from pixmend import degrade
+
+    cfg = degrade.DegradeConfig(p_clean=1.0, p_jpeg=0.0)
+    plain = D.SyntheticCorrectionDataset(photos, crop=24, length=4, seed=3, p_illustration=0.0, degrade_cfg=cfg)
+    off = D.SyntheticCorrectionDataset(photos, crop=24, length=4, seed=3, p_illustration=0.0, degrade_cfg=cfg,
+                                       clean_look=0.0)
+    look = D.SyntheticCorrectionDataset(photos, crop=24, length=4, seed=3, p_illustration=0.0, degrade_cfg=cfg,
+                                        clean_look=1.0, thumb=16)
+    for i in range(4):
+        assert torch.equal(plain[i][1], off[i][1])
+        item = look[i]
+        torch.testing.assert_close(item[0], item[1], rtol=0, atol=0)
+        torch.testing.assert_close(item[5], item[6], rtol=0, atol=0)  # the wide view gets the same look
+        assert not torch.equal(item[1], plain[i][1])
+
+
+def test_sample_look_ranges():
+    from pixmend import degrade
+
+    grey = np.full((4, 4, 3), 0.5, np.float32)
+    rng = np.random.default_rng(0)
+    none = degrade.sample_look(rng, 0.0)
+    np.testing.assert_allclose(degrade.apply_look(grey, none), grey, atol=1e-6)
+    shifts = []
+    for i in range(200):
+        out = degrade.apply_look(grey, degrade.sample_look(rng, 1.0))
+        assert out.min() >= 0 and out.max() <= 1
+        shifts.append(out[0, 0, 0] - out[0, 0, 2])  # red minus blue: warm > 0, cool < 0
+    shifts = np.array(shifts)
+    assert (shifts > 0.02).any() and (shifts < -0.02).any() and np.abs(shifts).max() < 0.12

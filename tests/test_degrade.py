@@ -155,3 +155,17 @@ def test_degrade_config_from_training_config():
     rng = np.random.default_rng(0)
     weak = [degrade.sample_cast(rng, warmth_range=(0.0, 0.0)) for _ in range(3)]
     assert all(np.allclose(np.diag(c.matrix), 1.0) for c in weak)  # warmth 0: no channel loss
+
+
+def test_clean_look_setting_is_checked(photo_dir):
+    from pixmend.errors import PixmendError
+    from pixmend.tasks.correct import CorrectTask
+
+    task = CorrectTask()
+    cfg = {**task.defaults("gl-transformer"), "seed": 0, "val_split": 0.2, "wide_views": True}
+    train_ds, val_ds = task.datasets({**cfg, "clean_look": 0.5}, photo_dir)
+    assert train_ds.clean_look == val_ds.clean_look == 0.5
+    assert task.datasets(cfg, photo_dir)[0].clean_look == 0.0  # off unless asked for
+    for bad in (-1, 4, "warm", True):
+        with pytest.raises(PixmendError, match="clean_look"):
+            task.datasets({**cfg, "clean_look": bad}, photo_dir)

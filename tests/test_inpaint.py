@@ -12,6 +12,7 @@ from PIL import Image
 from pixmend import degrade
 from pixmend.cli import main
 from pixmend.data import InpaintDataset, split_three
+from pixmend.errors import PixmendError
 from pixmend.models.registry import DEFAULT_MODELS, build_model, create_model, list_models
 from pixmend.tasks.inpaint import InpaintTask, evaluate, hole_windows, inpaint_rgb, mask_from_image
 
@@ -205,6 +206,27 @@ def test_inpaint_dataset_shapes_and_fixed_validation():
     assert x.shape == (3, 32, 32) and m.shape == (1, 32, 32) and 0 < float(m.mean()) < 1
     ds.set_epoch(3)
     assert torch.equal(ds[0][1], m)  # fixed masks do not change with the epoch
+
+
+def test_inpaint_augmentation_switches(photo_dir):
+    imgs = [to_u8(synth_image(80, 90, seed=i)) for i in range(2)]
+    plain = InpaintDataset(imgs, crop=32, length=4, seed=0, hole=16, margin=4)
+    same = InpaintDataset(imgs, crop=32, length=4, seed=0, hole=16, margin=4, zoom_range=(0.5, 1.0), look_jitter=0)
+    looks = InpaintDataset(imgs, crop=32, length=4, seed=0, hole=16, margin=4, look_jitter=2.0)
+    for i in range(4):
+        assert torch.equal(plain[i][0], same[i][0])  # the defaults are the recipe the shipped model used
+        x, m = looks[i]
+        assert torch.equal(m, plain[i][1]) and not torch.equal(x, plain[i][0])  # same view and mask, new look
+        assert 0 <= float(x.min()) <= float(x.max()) <= 1
+    task = InpaintTask()
+    cfg = {**task.defaults("inpaint-unet"), "seed": 0, "val_split": 0.2, "test_split": 0.2}
+    tr, va = task.datasets({**cfg, "zoom_range": [0.25, 1.0], "look_jitter": 1.5}, photo_dir)
+    assert tr.zoom_range == (0.25, 1.0) and tr.look_jitter == 1.5
+    assert va.zoom_range == (0.5, 1.0) and va.look_jitter == 0.0  # validation crops are not augmented
+    for key, bad in (("zoom_range", [0.0, 1.0]), ("zoom_range", [0.9, 0.5]), ("zoom_range", 0.5),
+                     ("look_jitter", -1), ("look_jitter", "lots")):
+        with pytest.raises(PixmendError, match=key):
+            task.datasets({**cfg, key: bad}, photo_dir)
 
 
 def test_loss_terms_and_validation_is_hole_l1():

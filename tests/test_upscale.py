@@ -396,3 +396,24 @@ def test_dihedral_mean_of_symmetric_functions_is_the_function():
     # several inputs are turned alike: the mean of (a, b) ↦ a·b is a·b
     y = torch.rand(1, 3, 5, 7)
     assert torch.allclose(dihedral_mean(lambda a, b: a * b, x, y), x * y, atol=1e-6)
+
+
+def test_hr_zoom_scale_augmentation(photo_dir):
+    imgs = [to_u8(synth_image(120, 150, seed=3))]
+    plain = SRDataset(imgs, 2, 16, 6, seed=0)
+    off = SRDataset(imgs, 2, 16, 6, seed=0, hr_zoom=1.0)
+    assert all(torch.equal(plain[i][1], off[i][1]) for i in range(6))  # off: the same stream as before
+    zoom = SRDataset(imgs, 2, 16, 6, seed=0, hr_zoom=0.3)
+    for i in range(6):
+        lr, hr = zoom[i]
+        assert lr.shape == (3, 16, 16) and hr.shape == (3, 32, 32) and 0 <= float(hr.min()) <= float(hr.max()) <= 1
+    assert any(not torch.equal(plain[i][1], zoom[i][1]) for i in range(6))
+    floats = SRDataset([synth_image(120, 150, seed=3)], 2, 16, 2, seed=0, hr_zoom=0.3)  # float photos work too
+    assert floats[0][1].shape == (3, 32, 32)
+    task = UpscaleTask()
+    cfg = {**task.defaults("window-sr-x2"), "seed": 0, "val_split": 0.2, "steps": 2, "num_epochs": 1}
+    train_ds, val_ds = task.datasets({**cfg, "hr_zoom": 0.5}, photo_dir)
+    assert train_ds.hr_zoom == 0.5 and val_ds.hr_zoom == 1.0  # validation crops stay at the photos' own scale
+    for bad in (0.0, 1.5, "half", True):
+        with pytest.raises(PixmendError, match="hr_zoom"):
+            task.datasets({**cfg, "hr_zoom": bad}, photo_dir)

@@ -190,6 +190,15 @@ def degrade_config(cfg: dict) -> "degrade.DegradeConfig":
                                                         for k, v in over.items()}})
 
 
+def _clean_look(cfg: dict) -> float:
+    """``clean_look``: strength of the natural look variation given to clean photos (0 = off, 1 = the ranges of
+    ``degrade.sample_look``)."""
+    v = cfg.get("clean_look", 0.0)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 3:
+        raise PixmendError(f"clean_look must be a number from 0 to 3, got {v!r}")
+    return float(v)
+
+
 class CorrectTask:
     """Training recipe for both correctors (``pixmend train correct``)."""
 
@@ -207,7 +216,7 @@ class CorrectTask:
                 "samples_per_epoch": 4096, "peak_learning_rate": 1e-3, "warmup_steps": 300,
                 "weight_decay": 0.01, "val_every": 250, "val_batches": 8, "p_illustration": 0.25,
                 "global_loss_weight": 0.25, "sharpen_loss_weight": 0.05, "wide_views": False,
-                "view_max": 384,
+                "view_max": 384, "clean_look": 0.0,
                 "input_dir_train": "inputs", "output_dir_train": "outputs"}
 
     # -- data
@@ -235,7 +244,7 @@ class CorrectTask:
             if pairs is None:
                 dcfg = degrade_config(cfg)
                 kw = dict(thumb=int(cfg["thumb_size"]) if cfg.get("wide_views") else 0,
-                          view_max=int(cfg.get("view_max", 384)))
+                          view_max=int(cfg.get("view_max", 384)), clean_look=_clean_look(cfg))
                 train_ds = D.SyntheticCorrectionDataset(tr_imgs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed,
                                                         float(cfg["p_illustration"]), dcfg, **kw)
                 val_ds = D.SyntheticCorrectionDataset(va_imgs, int(cfg["crop"]), n_val, seed + 1,

@@ -151,6 +151,8 @@ class InpaintTask:
                 "context_ring": 4,  # pixels of known context around the hole in the pixel losses
                 "mask_probs": [0.5, 0.2, 0.3],  # square / rectangle / brush strokes
                 "hole_size": 32, "hole_margin": 16,
+                "zoom_range": [0.5, 1.0],  # random zoom-out of the training views (1 = the photo's own scale)
+                "look_jitter": 0.0,  # strength of random photo looks on the training views (degrade.sample_look)
                 "adv_weight": 1.0, "l1_weight": 100.0, "edge_weight": 10.0, "ssim_weight": 1.0,
                 "disc_weight": 1.0}
 
@@ -172,7 +174,15 @@ class InpaintTask:
         crop, probs = int(cfg["crop"]), tuple(float(p) for p in cfg["mask_probs"])
         kw = dict(hole=int(cfg["hole_size"]), margin=int(cfg["hole_margin"]))
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
-        train_ds = D.InpaintDataset(tr_imgs, crop, int(cfg["samples_per_epoch"]), seed, mask_probs=probs, **kw)
+        zoom, look = cfg.get("zoom_range", [0.5, 1.0]), cfg.get("look_jitter", 0.0)
+        if (not isinstance(zoom, (list, tuple)) or len(zoom) != 2
+                or not all(isinstance(z, (int, float)) and not isinstance(z, bool) for z in zoom)
+                or not 0.05 <= zoom[0] <= zoom[1] <= 1.0):
+            raise PixmendError(f"zoom_range must be [low, high] with 0.05 <= low <= high <= 1, not {zoom!r}")
+        if isinstance(look, bool) or not isinstance(look, (int, float)) or not 0 <= look <= 3:
+            raise PixmendError(f"look_jitter must be a number from 0 to 3, not {look!r}")
+        train_ds = D.InpaintDataset(tr_imgs, crop, int(cfg["samples_per_epoch"]), seed, mask_probs=probs,
+                                    zoom_range=tuple(zoom), look_jitter=float(look), **kw)
         val_ds = D.InpaintDataset(va_imgs, crop, n_val, seed + 1, fixed=True, mask_probs=probs, **kw)
         train_ds.num_sources = len(tr)
         return train_ds, val_ds

@@ -120,6 +120,7 @@ class UpscaleTask:
                 "gan_after": 0.8, "gan_lr": 1e-4, "gan_width": 32,
                 "downsample_weights": [],  # relative probability per method; empty = uniform (the seed)
                 "lr_quantize": False,  # round the LR crops to 8 bits (what stored LR images are)
+                "hr_zoom": 1.0,  # < 1: cut each HR crop from the photo shrunk by a random factor in [hr_zoom, 1]
                 "lr_blur_prob": 0.0, "lr_noise_prob": 0.0}  # the seed's blur / noise experiment, off
 
     # -- data
@@ -150,12 +151,15 @@ class UpscaleTask:
             quantize = quantize.strip().lower() == "true"  # --set lr_quantize=True arrives as a string
         if not isinstance(quantize, bool):
             raise PixmendError(f"lr_quantize must be true or false, not {quantize!r}")
+        zoom = cfg.get("hr_zoom", 1.0)
+        if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 0.1 <= zoom <= 1.0:
+            raise PixmendError(f"hr_zoom must be a number from 0.1 to 1 (1 = off), not {zoom!r}")
         s, crop = int(cfg["scale"]), int(cfg["lr_crop"])
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
         train_ds = D.SRDataset(tr_imgs, s, crop, int(cfg["samples_per_epoch"]), seed, methods=methods,
                                blur_prob=float(cfg.get("lr_blur_prob", 0.0)),
                                noise_prob=float(cfg.get("lr_noise_prob", 0.0)),
-                               method_weights=weights, quantize=quantize)
+                               method_weights=weights, quantize=quantize, hr_zoom=float(zoom))
         val_ds = D.SRDataset(va_imgs, s, crop, n_val, seed + 1, fixed=True, methods=methods,
                              method_weights=weights, quantize=quantize)
         train_ds.num_sources = len(tr)
