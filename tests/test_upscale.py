@@ -417,3 +417,30 @@ def test_hr_zoom_scale_augmentation(photo_dir):
     for bad in (0.0, 1.5, "half", True):
         with pytest.raises(PixmendError, match="hr_zoom"):
             task.datasets({**cfg, "hr_zoom": bad}, photo_dir)
+
+
+def test_zero_init_blocks_grow_a_trained_model_exactly(tmp_path):
+    """A deeper model with zero_init_blocks, --init from a shallower one, starts as exactly the shallower model."""
+    from safetensors.torch import save_file
+
+    from pixmend.train import load_init_weights
+
+    small = tiny(2, seed=3)
+    with torch.no_grad():  # make every block non-trivial, as after training
+        for p in small.blocks.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_file(small.state_dict(), str(tmp_path / "small.safetensors"))
+    (tmp_path / "small.json").write_text(json.dumps({"architecture": "window-sr-x2", "task": "upscale",
+                                                     "config": {**TINY_SR, "scale": 2}}))
+    big = build_model("window-sr-x2", {**TINY_SR, "depth": 4, "zero_init_blocks": True}).eval()
+    x = torch.rand(1, 3, 12, 16)
+    with torch.no_grad():
+        t = torch.rand(1, 8, 8, TINY_SR["dim"])
+        assert torch.equal(big.blocks[3](t), t)  # an untouched block is the identity
+    info = load_init_weights(big, str(tmp_path / "small.safetensors"), "upscale")
+    assert info["tensors"] < info["of"]
+    with torch.no_grad():
+        torch.testing.assert_close(big(x), small(x), rtol=0, atol=1e-6)
+    plain = build_model("window-sr-x2", {**TINY_SR, "depth": 4})
+    with torch.no_grad():
+        assert not torch.equal(plain.blocks[3](t), t)  # the default initialisation is unchanged

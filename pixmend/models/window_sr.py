@@ -52,6 +52,10 @@ class WindowSRConfig:
     shift: bool = True  # shift every other window block by window // 2 (Swin); False = DaViT's plain windows
     mlp_ratio: float = 2.0
     conv_pos: bool = True  # DaViT's depthwise 3×3 convolutional position encoding before attention and MLP
+    # Every block starts as the identity (its position encodings, attention projection and MLP output at zero).
+    # For growing a trained model: `--init` from a shallower one loads its blocks, and the added blocks start
+    # as the identity, so training begins from exactly the smaller model's output.
+    zero_init_blocks: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- bicubic
@@ -219,6 +223,12 @@ class WindowSR(nn.Module):
         self.apply(self._init)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if cfg.zero_init_blocks:
+            for blk in self.blocks:
+                for layer in (blk.attn.proj, blk.mlp[-1]) + tuple(c.conv for c in (blk.cpe1, blk.cpe2)
+                                                                 if isinstance(c, ConvPosEnc)):
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
 
     @staticmethod
     def _init(m):
