@@ -223,7 +223,6 @@ def apply_look(rgb: np.ndarray, look: LookParams) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-
 def illustrate(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Turn a photo into flat-shaded, illustration-like content (GPT outputs include cartoons and 3D renders):
     edge-preserving smoothing then colour quantisation, optionally with a soft shading gradient."""

@@ -44,6 +44,14 @@ def dihedral_mean(fn: Callable[..., torch.Tensor], *xs: torch.Tensor) -> torch.T
     return acc / 8
 
 
+def config_number(cfg: dict, key: str, default: float, low: float, high: float, note: str = "") -> float:
+    """``cfg[key]`` as a float checked to lie in [low, high] (a bool is not a number), or a one-line error."""
+    v = cfg.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+        raise PixmendError(f"{key} must be a number from {low:g} to {high:g}{note}, not {v!r}")
+    return float(v)
+
+
 def get_model(name: str | None, task: str, device: str = "cpu"):
     """Load a model once per process and reuse it (the web app and batches call this repeatedly)."""
     from ..models.registry import create_model

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .. import degrade
 from ..errors import PixmendError
-from .common import to_numpy, to_tensor
+from .common import config_number, to_numpy, to_tensor
 
 TILE, OVERLAP = 512, 64  # OVERLAP/4 ≥ the local stage's receptive-field radius, so tiling is exact
 
@@ -190,15 +190,6 @@ def degrade_config(cfg: dict) -> "degrade.DegradeConfig":
                                                         for k, v in over.items()}})
 
 
-def _clean_look(cfg: dict) -> float:
-    """``clean_look``: strength of the natural look variation given to clean photos (0 = off, 1 = the ranges of
-    ``degrade.sample_look``)."""
-    v = cfg.get("clean_look", 0.0)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 3:
-        raise PixmendError(f"clean_look must be a number from 0 to 3, got {v!r}")
-    return float(v)
-
-
 class CorrectTask:
     """Training recipe for both correctors (``pixmend train correct``)."""
 
@@ -244,7 +235,7 @@ class CorrectTask:
             if pairs is None:
                 dcfg = degrade_config(cfg)
                 kw = dict(thumb=int(cfg["thumb_size"]) if cfg.get("wide_views") else 0,
-                          view_max=int(cfg.get("view_max", 384)), clean_look=_clean_look(cfg))
+                          view_max=int(cfg.get("view_max", 384)), clean_look=config_number(cfg, "clean_look", 0.0, 0, 3))
                 train_ds = D.SyntheticCorrectionDataset(tr_imgs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed,
                                                         float(cfg["p_illustration"]), dcfg, **kw)
                 val_ds = D.SyntheticCorrectionDataset(va_imgs, int(cfg["crop"]), n_val, seed + 1,

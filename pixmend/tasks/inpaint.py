@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .. import degrade
 from ..errors import PixmendError
-from .common import dihedral_mean
+from .common import config_number, dihedral_mean
 
 TRAINED_HOLE = 32  # the hole size the shipped model was trained on (pixels)
 
@@ -174,15 +174,13 @@ class InpaintTask:
         crop, probs = int(cfg["crop"]), tuple(float(p) for p in cfg["mask_probs"])
         kw = dict(hole=int(cfg["hole_size"]), margin=int(cfg["hole_margin"]))
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
-        zoom, look = cfg.get("zoom_range", [0.5, 1.0]), cfg.get("look_jitter", 0.0)
+        zoom, look = cfg.get("zoom_range", [0.5, 1.0]), config_number(cfg, "look_jitter", 0.0, 0, 3)
         if (not isinstance(zoom, (list, tuple)) or len(zoom) != 2
                 or not all(isinstance(z, (int, float)) and not isinstance(z, bool) for z in zoom)
                 or not 0.05 <= zoom[0] <= zoom[1] <= 1.0):
             raise PixmendError(f"zoom_range must be [low, high] with 0.05 <= low <= high <= 1, not {zoom!r}")
-        if isinstance(look, bool) or not isinstance(look, (int, float)) or not 0 <= look <= 3:
-            raise PixmendError(f"look_jitter must be a number from 0 to 3, not {look!r}")
         train_ds = D.InpaintDataset(tr_imgs, crop, int(cfg["samples_per_epoch"]), seed, mask_probs=probs,
-                                    zoom_range=tuple(zoom), look_jitter=float(look), **kw)
+                                    zoom_range=tuple(zoom), look_jitter=look, **kw)
         val_ds = D.InpaintDataset(va_imgs, crop, n_val, seed + 1, fixed=True, mask_probs=probs, **kw)
         train_ds.num_sources = len(tr)
         return train_ds, val_ds

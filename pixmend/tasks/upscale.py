@@ -26,7 +26,7 @@ from torch import nn
 from .. import degrade
 from ..errors import PixmendError
 from ..losses import sobel_edges  # noqa: F401  (re-exported: tests and older code import it from here)
-from .common import dihedral_mean, to_numpy, to_tensor
+from .common import config_number, dihedral_mean, to_numpy, to_tensor
 
 TILE, OVERLAP = 256, 32  # LR pixels; the overlap is a multiple of the 4-pixel window
 
@@ -151,15 +151,13 @@ class UpscaleTask:
             quantize = quantize.strip().lower() == "true"  # --set lr_quantize=True arrives as a string
         if not isinstance(quantize, bool):
             raise PixmendError(f"lr_quantize must be true or false, not {quantize!r}")
-        zoom = cfg.get("hr_zoom", 1.0)
-        if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 0.1 <= zoom <= 1.0:
-            raise PixmendError(f"hr_zoom must be a number from 0.1 to 1 (1 = off), not {zoom!r}")
+        zoom = config_number(cfg, "hr_zoom", 1.0, 0.1, 1.0, " (1 = off)")
         s, crop = int(cfg["scale"]), int(cfg["lr_crop"])
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
         train_ds = D.SRDataset(tr_imgs, s, crop, int(cfg["samples_per_epoch"]), seed, methods=methods,
                                blur_prob=float(cfg.get("lr_blur_prob", 0.0)),
                                noise_prob=float(cfg.get("lr_noise_prob", 0.0)),
-                               method_weights=weights, quantize=quantize, hr_zoom=float(zoom))
+                               method_weights=weights, quantize=quantize, hr_zoom=zoom)
         val_ds = D.SRDataset(va_imgs, s, crop, n_val, seed + 1, fixed=True, methods=methods,
                              method_weights=weights, quantize=quantize)
         train_ds.num_sources = len(tr)
