@@ -195,13 +195,14 @@ class SyntheticCorrectionDataset(SeededDataset):
 
     def __init__(self, images: list[np.ndarray], crop: int = 256, length: int = 4096, seed: int = 0,
                  p_illustration: float = 0.25, degrade_cfg: degrade.DegradeConfig | None = None, fixed: bool = False,
-                 thumb: int = 0, view_max: int = 384, clean_look: float = 0.0):
+                 thumb: int = 0, view_max: int = 384, clean_look: float = 0.0, look_warm_only: bool = False):
         if not images:
             raise PixmendError("no training images")
         self.images, self.crop, self.length, self.seed = images, crop, length, seed
         self.p_illustration, self.cfg, self.fixed = p_illustration, degrade_cfg or degrade.DegradeConfig(), fixed
         self.thumb, self.view_max = thumb, view_max
         self.clean_look = float(clean_look)  # strength of degrade.sample_look on the clean photo (0 = off)
+        self.look_warm_only = bool(look_warm_only)  # its white balance only from neutral to warm
         # wide views are shrunk to view_max anyway: cut them from copies at twice that size (~10x cheaper)
         self.view_images = [shrink_long_side(im, 2 * view_max) for im in images] if thumb else images
         self.epoch = 0
@@ -218,7 +219,7 @@ class SyntheticCorrectionDataset(SeededDataset):
         illustrated = rng.uniform() < self.p_illustration
         if illustrated:
             clean = degrade.illustrate(clean, rng)
-        look = degrade.sample_look(rng, self.clean_look) if self.clean_look > 0 else None
+        look = degrade.sample_look(rng, self.clean_look, self.look_warm_only) if self.clean_look > 0 else None
         if look is not None:
             clean = degrade.apply_look(clean, look)
         bad, deg = degrade.gpt_degrade(clean, rng, self.cfg)
@@ -461,7 +462,7 @@ class InpaintDataset(SeededDataset):
 
     def __init__(self, images: list[np.ndarray], crop: int = 64, length: int = 4096, seed: int = 0,
                  fixed: bool = False, mask_probs: tuple = (0.5, 0.2, 0.3), hole: int = 32, margin: int = 16,
-                 zoom_range: tuple = (0.5, 1.0), look_jitter: float = 0.0):
+                 zoom_range: tuple = (0.5, 1.0), look_jitter: float = 0.0, brush_width: tuple | None = None):
         if not images:
             raise PixmendError("no training images")
         if crop % 8:
@@ -471,13 +472,15 @@ class InpaintDataset(SeededDataset):
         # augmentation against memorising few photos: a wider zoom-out range, and random photo looks (white
         # balance, tint, black level, tone, saturation: degrade.sample_look at this strength; 0 = off)
         self.zoom_range, self.look_jitter = (float(zoom_range[0]), float(zoom_range[1])), float(look_jitter)
+        self.brush_width = brush_width  # stroke widths in pixels (None: degrade.random_mask's default)
         self.epoch = 0
 
     def __getitem__(self, index: int):
         rng = self._rng(index, 7)
         img = self.images[int(rng.integers(len(self.images)))]
         view = random_view(img, self.crop, rng, self.zoom_range)
-        mask, _ = degrade.random_mask(self.crop, self.crop, rng, self.mask_probs, self.hole, self.margin)
+        mask, _ = degrade.random_mask(self.crop, self.crop, rng, self.mask_probs, self.hole, self.margin,
+                                      self.brush_width)
         if self.look_jitter > 0:  # drawn last and only when on: the views and masks stay those of the seed
             view = degrade.apply_look(view, degrade.sample_look(rng, self.look_jitter))
         return chw(view), torch.from_numpy(mask)[None]

@@ -197,14 +197,15 @@ class LookParams:
     saturation: float
 
 
-def sample_look(rng: np.random.Generator, strength: float = 1.0) -> LookParams:
+def sample_look(rng: np.random.Generator, strength: float = 1.0, warm_only: bool = False) -> LookParams:
     """Clean photos are not all neutral: their white balance, black level and tone vary from camera to camera
     and photographer to photographer (GUIDE §5: hand-corrected GPT images have mean b* from −2 to +11.5).
     Applied to the clean photo *before* the damage, on both sides of a pair, this teaches the corrector that such
     looks are content to keep, not a cast to remove. At ``strength`` 1: warm/cool white balance up to about
     ±8 b* on mid-grey, a green/magenta tint up to about ±3 a*, black levels up to 0.03, gamma 0.92–1.08,
-    saturation 0.9–1.12."""
-    t = rng.uniform(-1.0, 1.0) * strength  # warm (+) / cool (−)
+    saturation 0.9–1.12. ``warm_only`` draws the white balance from neutral to warm only: a cool photo with a
+    warm cast looks neutral, so symmetric looks make neutral images ambiguous; warm-only ones keep them safe."""
+    t = rng.uniform(0.0 if warm_only else -1.0, 1.0) * strength  # warm (+) / cool (−)
     g = rng.uniform(-1.0, 1.0) * strength  # magenta (+) / green (−)
     gains = np.array([1.0 + 0.04 * t, 1.0 - 0.03 * g, 1.0 - 0.10 * t])
     black = rng.uniform(0.0, 0.03 * strength, size=3)
@@ -375,16 +376,18 @@ def brush_mask(h: int, w: int, rng: np.random.Generator, strokes: tuple[int, int
 
 
 def random_mask(h: int, w: int, rng: np.random.Generator, probs: tuple[float, float, float] = (0.5, 0.2, 0.3),
-                size: int = 32, margin: int = 16) -> tuple[np.ndarray, str]:
+                size: int = 32, margin: int = 16, brush_width: tuple | None = None) -> tuple[np.ndarray, str]:
     """A training mask: the seed's square (probability ``probs[0]``), a rectangle, or brush strokes.
-    Returns (mask, kind); never empty."""
+    ``brush_width`` (low, high) in pixels sets the stroke widths (default: 4–12 % of the short side, which
+    in a 64-px training crop is only 2–7 px). Returns (mask, kind); never empty."""
     kind = MASK_KINDS[int(rng.choice(3, p=np.asarray(probs, float) / np.sum(probs)))]
     if kind == "square" and h >= size and w >= size:
         m = square_mask(h, w, rng, size, min(margin, (min(h, w) - size) // 2))[0]
     elif kind == "rect":
         m = rect_mask(h, w, rng)
     else:
-        kind, m = "brush", brush_mask(h, w, rng)
+        kw = {} if brush_width is None else {"width_frac": tuple(b / min(h, w) for b in brush_width)}
+        kind, m = "brush", brush_mask(h, w, rng, **kw)
     if not m.any():
         m[h // 2, w // 2] = 1.0
     return m, kind

@@ -264,3 +264,7 @@ def test_sample_look_ranges():
         shifts.append(out[0, 0, 0] - out[0, 0, 2])  # red minus blue: warm > 0, cool < 0
     shifts = np.array(shifts)
     assert (shifts > 0.02).any() and (shifts < -0.02).any() and np.abs(shifts).max() < 0.12
+    warm = [degrade.sample_look(rng, 1.0, warm_only=True) for _ in range(200)]
+    assert all(look.gains[0] >= look.gains[2] for look in warm)  # white balance neutral to warm, never cool
+    warm = np.array([(o := degrade.apply_look(grey, look))[0, 0, 0] - o[0, 0, 2] for look in warm])
+    assert (warm > 0.02).any() and warm.max() < 0.12

@@ -169,3 +169,7 @@ def test_clean_look_setting_is_checked(photo_dir):
     for bad in (-1, 4, "warm", True):
         with pytest.raises(PixmendError, match="clean_look"):
             task.datasets({**cfg, "clean_look": bad}, photo_dir)
+    assert not train_ds.look_warm_only
+    assert task.datasets({**cfg, "clean_look": 0.5, "clean_look_warm": True}, photo_dir)[0].look_warm_only
+    with pytest.raises(PixmendError, match="clean_look_warm must be true or false"):
+        task.datasets({**cfg, "clean_look_warm": 1}, photo_dir)

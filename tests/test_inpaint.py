@@ -47,6 +47,18 @@ def test_random_masks_are_binary_and_not_empty(seed):
     assert b.shape == (128, 96) and b.any()
 
 
+def test_brush_width_sets_stroke_widths_in_pixels():
+    from scipy import ndimage
+
+    def width(bw):  # median over masks of the thickest spot: twice the largest distance to a known pixel
+        rng = np.random.default_rng(0)
+        masks = [degrade.random_mask(64, 64, rng, (0, 0, 1), brush_width=bw)[0] for _ in range(20)]
+        return np.median([2 * ndimage.distance_transform_edt(np.pad(m, 1)).max() for m in masks])
+
+    assert width(None) <= 8  # the default: 4-12 % of a 64-px side
+    assert 13 <= width((12, 16)) <= 19  # strokes of 12-16 px (crossings and joints are a little thicker)
+
+
 def test_dilate_mask_grows_by_the_ring():
     m = np.zeros((20, 20), np.float32)
     m[8:12, 8:12] = 1
@@ -223,8 +235,12 @@ def test_inpaint_augmentation_switches(photo_dir):
     tr, va = task.datasets({**cfg, "zoom_range": [0.25, 1.0], "look_jitter": 1.5}, photo_dir)
     assert tr.zoom_range == (0.25, 1.0) and tr.look_jitter == 1.5
     assert va.zoom_range == (0.5, 1.0) and va.look_jitter == 0.0  # validation crops are not augmented
+    assert tr.brush_width is None and va.brush_width is None  # off unless asked for
+    tr, va = task.datasets({**cfg, "brush_width": [3, 24]}, photo_dir)
+    assert tr.brush_width == va.brush_width == (3.0, 24.0)  # validation holes are those trained for
     for key, bad in (("zoom_range", [0.0, 1.0]), ("zoom_range", [0.9, 0.5]), ("zoom_range", 0.5),
-                     ("look_jitter", -1), ("look_jitter", "lots")):
+                     ("look_jitter", -1), ("look_jitter", "lots"), ("brush_width", [0, 8]),
+                     ("brush_width", [24, 3]), ("brush_width", 8), ("brush_width", [3, 1000])):
         with pytest.raises(PixmendError, match=key):
             task.datasets({**cfg, key: bad}, photo_dir)
 

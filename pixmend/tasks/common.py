@@ -52,6 +52,14 @@ def config_number(cfg: dict, key: str, default: float, low: float, high: float, 
     return float(v)
 
 
+def config_flag(cfg: dict, key: str, default: bool = False) -> bool:
+    """``cfg[key]`` as a bool (true/false in TOML or ``--set``), or a one-line error."""
+    v = cfg.get(key, default)
+    if not isinstance(v, bool):
+        raise PixmendError(f"{key} must be true or false, not {v!r}")
+    return v
+
+
 def get_model(name: str | None, task: str, device: str = "cpu"):
     """Load a model once per process and reuse it (the web app and batches call this repeatedly)."""
     from ..models.registry import create_model

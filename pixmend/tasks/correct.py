@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .. import degrade
 from ..errors import PixmendError
-from .common import config_number, to_numpy, to_tensor
+from .common import config_flag, config_number, to_numpy, to_tensor
 
 TILE, OVERLAP = 512, 64  # OVERLAP/4 ≥ the local stage's receptive-field radius, so tiling is exact
 
@@ -207,7 +207,7 @@ class CorrectTask:
                 "samples_per_epoch": 4096, "peak_learning_rate": 1e-3, "warmup_steps": 300,
                 "weight_decay": 0.01, "val_every": 250, "val_batches": 8, "p_illustration": 0.25,
                 "global_loss_weight": 0.25, "sharpen_loss_weight": 0.05, "wide_views": False,
-                "view_max": 384, "clean_look": 0.0,
+                "view_max": 384, "clean_look": 0.0, "clean_look_warm": False,
                 "input_dir_train": "inputs", "output_dir_train": "outputs"}
 
     # -- data
@@ -235,7 +235,8 @@ class CorrectTask:
             if pairs is None:
                 dcfg = degrade_config(cfg)
                 kw = dict(thumb=int(cfg["thumb_size"]) if cfg.get("wide_views") else 0,
-                          view_max=int(cfg.get("view_max", 384)), clean_look=config_number(cfg, "clean_look", 0.0, 0, 3))
+                          view_max=int(cfg.get("view_max", 384)), clean_look=config_number(cfg, "clean_look", 0.0, 0, 3),
+                          look_warm_only=config_flag(cfg, "clean_look_warm"))
                 train_ds = D.SyntheticCorrectionDataset(tr_imgs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed,
                                                         float(cfg["p_illustration"]), dcfg, **kw)
                 val_ds = D.SyntheticCorrectionDataset(va_imgs, int(cfg["crop"]), n_val, seed + 1,

@@ -153,6 +153,7 @@ class InpaintTask:
                 "hole_size": 32, "hole_margin": 16,
                 "zoom_range": [0.5, 1.0],  # random zoom-out of the training views (1 = the photo's own scale)
                 "look_jitter": 0.0,  # strength of random photo looks on the training views (degrade.sample_look)
+                # "brush_width": [low, high]  stroke widths in pixels (absent: 4-12 % of the crop side)
                 "adv_weight": 1.0, "l1_weight": 100.0, "edge_weight": 10.0, "ssim_weight": 1.0,
                 "disc_weight": 1.0}
 
@@ -179,6 +180,14 @@ class InpaintTask:
                 or not all(isinstance(z, (int, float)) and not isinstance(z, bool) for z in zoom)
                 or not 0.05 <= zoom[0] <= zoom[1] <= 1.0):
             raise PixmendError(f"zoom_range must be [low, high] with 0.05 <= low <= high <= 1, not {zoom!r}")
+        brush = cfg.get("brush_width")
+        if brush is not None:
+            if (not isinstance(brush, (list, tuple)) or len(brush) != 2
+                    or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in brush)
+                    or not 1 <= brush[0] <= brush[1] <= crop):
+                raise PixmendError(f"brush_width must be [low, high] pixels with 1 <= low <= high <= crop ({crop}), "
+                                   f"not {brush!r}")
+            kw["brush_width"] = (float(brush[0]), float(brush[1]))
         train_ds = D.InpaintDataset(tr_imgs, crop, int(cfg["samples_per_epoch"]), seed, mask_probs=probs,
                                     zoom_range=tuple(zoom), look_jitter=look, **kw)
         val_ds = D.InpaintDataset(va_imgs, crop, n_val, seed + 1, fixed=True, mask_probs=probs, **kw)
