@@ -86,8 +86,10 @@ def _fill_window(img: torch.Tensor, msk: torch.Tensor, model, scale: float, ense
     ph, pw = (-hh) % 8, (-ww) % 8
     if ph or pw:
         mode = "reflect" if ph < hh and pw < ww else "replicate"
+        # the mask is padded like the image: a hole that reaches the window's edge mirrors into the padding as
+        # hole too (padded as "known", its unfilled pixels would pull the fill towards whatever they hold)
         img_s = F.pad(img_s, (0, pw, 0, ph), mode=mode)
-        msk_s = F.pad(msk_s, (0, pw, 0, ph), mode="constant", value=0.0)
+        msk_s = F.pad(msk_s, (0, pw, 0, ph), mode=mode)
     gen = model.generator if hasattr(model, "generator") else model.module.generator
     # ensemble: averaged over the 8 rotations / flips of the window (docs/BENCHMARKS.md: "+ self-ensemble")
     pred = (dihedral_mean(gen, img_s, msk_s) if ensemble else gen(img_s, msk_s))[..., :hh, :ww]
