@@ -52,6 +52,19 @@ def config_number(cfg: dict, key: str, default: float, low: float, high: float, 
     return float(v)
 
 
+def config_range(cfg: dict, key: str, default, low: float, high: float, unit: str = ""):
+    """``cfg[key]`` as a (lo, hi) pair of floats with low <= lo <= hi <= high (None stays None), or a one-line
+    error."""
+    v = cfg.get(key, default)
+    if v is None:
+        return None
+    if (not isinstance(v, (list, tuple)) or len(v) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            or not low <= v[0] <= v[1] <= high):
+        raise PixmendError(f"{key} must be [low, high]{unit} with {low:g} <= low <= high <= {high:g}, not {v!r}")
+    return float(v[0]), float(v[1])
+
+
 def config_flag(cfg: dict, key: str, default: bool = False) -> bool:
     """``cfg[key]`` as a bool (true/false in TOML or ``--set``), or a one-line error."""
     v = cfg.get(key, default)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .. import degrade
 from ..errors import PixmendError
-from .common import config_number, dihedral_mean
+from .common import config_number, config_range, dihedral_mean
 
 TRAINED_HOLE = 32  # the hole size the shipped model was trained on (pixels)
 
@@ -177,21 +177,10 @@ class InpaintTask:
         crop, probs = int(cfg["crop"]), tuple(float(p) for p in cfg["mask_probs"])
         kw = dict(hole=int(cfg["hole_size"]), margin=int(cfg["hole_margin"]))
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
-        zoom, look = cfg.get("zoom_range", [0.5, 1.0]), config_number(cfg, "look_jitter", 0.0, 0, 3)
-        if (not isinstance(zoom, (list, tuple)) or len(zoom) != 2
-                or not all(isinstance(z, (int, float)) and not isinstance(z, bool) for z in zoom)
-                or not 0.05 <= zoom[0] <= zoom[1] <= 1.0):
-            raise PixmendError(f"zoom_range must be [low, high] with 0.05 <= low <= high <= 1, not {zoom!r}")
-        brush = cfg.get("brush_width")
-        if brush is not None:
-            if (not isinstance(brush, (list, tuple)) or len(brush) != 2
-                    or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in brush)
-                    or not 1 <= brush[0] <= brush[1] <= crop):
-                raise PixmendError(f"brush_width must be [low, high] pixels with 1 <= low <= high <= crop ({crop}), "
-                                   f"not {brush!r}")
-            kw["brush_width"] = (float(brush[0]), float(brush[1]))
+        zoom, look = config_range(cfg, "zoom_range", [0.5, 1.0], 0.05, 1.0), config_number(cfg, "look_jitter", 0.0, 0, 3)
+        kw["brush_width"] = config_range(cfg, "brush_width", None, 1, crop, " pixels (at most the crop)")
         train_ds = D.InpaintDataset(tr_imgs, crop, int(cfg["samples_per_epoch"]), seed, mask_probs=probs,
-                                    zoom_range=tuple(zoom), look_jitter=look, **kw)
+                                    zoom_range=zoom, look_jitter=look, **kw)
         val_ds = D.InpaintDataset(va_imgs, crop, n_val, seed + 1, fixed=True, mask_probs=probs, **kw)
         train_ds.num_sources = len(tr)
         return train_ds, val_ds
