@@ -68,6 +68,8 @@ def config_range(cfg: dict, key: str, default, low: float, high: float, unit: st
 def config_flag(cfg: dict, key: str, default: bool = False) -> bool:
     """``cfg[key]`` as a bool (true/false in TOML or ``--set``), or a one-line error."""
     v = cfg.get(key, default)
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+        v = v.strip().lower() == "true"  # --set KEY=True arrives as a string (it is not JSON)
     if not isinstance(v, bool):
         raise PixmendError(f"{key} must be true or false, not {v!r}")
     return v

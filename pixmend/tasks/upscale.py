@@ -26,7 +26,7 @@ from torch import nn
 from .. import degrade
 from ..errors import PixmendError
 from ..losses import sobel_edges  # noqa: F401  (re-exported: tests and older code import it from here)
-from .common import config_number, dihedral_mean, to_numpy, to_tensor
+from .common import config_flag, config_number, dihedral_mean, to_numpy, to_tensor
 
 TILE, OVERLAP = 256, 32  # LR pixels; the overlap is a multiple of the 4-pixel window
 
@@ -146,11 +146,7 @@ class UpscaleTask:
                     or sum(weights) <= 0):
                 raise PixmendError(f"downsample_weights {list(weights)} must give one finite, non-negative weight "
                                    f"per method of downsample_methods ({', '.join(methods)}), not all zero")
-        quantize = cfg.get("lr_quantize", False)
-        if isinstance(quantize, str) and quantize.strip().lower() in ("true", "false"):
-            quantize = quantize.strip().lower() == "true"  # --set lr_quantize=True arrives as a string
-        if not isinstance(quantize, bool):
-            raise PixmendError(f"lr_quantize must be true or false, not {quantize!r}")
+        quantize = config_flag(cfg, "lr_quantize")
         zoom = config_number(cfg, "hr_zoom", 1.0, 0.1, 1.0, " (1 = off)")
         s, crop = int(cfg["scale"]), int(cfg["lr_crop"])
         n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
