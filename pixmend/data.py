@@ -195,7 +195,8 @@ class SyntheticCorrectionDataset(SeededDataset):
 
     def __init__(self, images: list[np.ndarray], crop: int = 256, length: int = 4096, seed: int = 0,
                  p_illustration: float = 0.25, degrade_cfg: degrade.DegradeConfig | None = None, fixed: bool = False,
-                 thumb: int = 0, view_max: int = 384, clean_look: float = 0.0, look_warm_only: bool = False):
+                 thumb: int = 0, view_max: int = 384, clean_look: float = 0.0, look_warm_only: bool = False,
+                 views_only: bool = False):
         if not images:
             raise PixmendError("no training images")
         self.images, self.crop, self.length, self.seed = images, crop, length, seed
@@ -203,6 +204,9 @@ class SyntheticCorrectionDataset(SeededDataset):
         self.thumb, self.view_max = thumb, view_max
         self.clean_look = float(clean_look)  # strength of degrade.sample_look on the clean photo (0 = off)
         self.look_warm_only = bool(look_warm_only)  # its white balance only from neutral to warm
+        if views_only and not thumb:
+            raise PixmendError("views_only needs a thumbnail size")
+        self.views_only = bool(views_only)  # only (bad_thumb, clean_thumb): trains the colour stage alone, fast
         # wide views are shrunk to view_max anyway: cut them from copies at twice that size (~10x cheaper)
         self.view_images = [shrink_long_side(im, 2 * view_max) for im in images] if thumb else images
         self.epoch = 0
@@ -211,9 +215,18 @@ class SyntheticCorrectionDataset(SeededDataset):
         """(bad, clean, amount); with ``thumb`` also (radius, luma_only, bad_thumb, clean_thumb): a thumbnail
         of a *wide* view of the same photo (40–100 % of each side, any aspect, squashed to thumb×thumb like
         inference squashes a whole image) with the same damage, so the colour stage learns from what it will
-        see at inference — whole pictures — while the crop trains the full-resolution stages."""
+        see at inference — whole pictures — while the crop trains the full-resolution stages.
+        With ``views_only`` just (bad_thumb, clean_thumb): no full-resolution crop at all."""
         rng = self._rng(index)
         k = int(rng.integers(len(self.images)))
+        if self.views_only:
+            view = wide_view(self.view_images[k], rng, self.view_max)
+            if rng.uniform() < self.p_illustration:
+                view = degrade.illustrate(view, rng)
+            if self.clean_look > 0:
+                view = degrade.apply_look(view, degrade.sample_look(rng, self.clean_look, self.look_warm_only))
+            bad_view, _ = degrade.gpt_degrade(view, rng, self.cfg)
+            return thumbnail(bad_view, self.thumb), thumbnail(view, self.thumb)
         img = self.images[k]
         clean = random_view(img, min(self.crop, *img.shape[:2]), rng)
         illustrated = rng.uniform() < self.p_illustration

@@ -9,6 +9,7 @@ import torch
 
 from pixmend import data as D
 from pixmend import degrade
+from pixmend.errors import PixmendError
 from pixmend.models import gl_transformer as G
 from pixmend.tasks import correct as C
 
@@ -142,6 +143,35 @@ def test_training_step_with_wide_views_lowers_loss():
         losses.append(loss.item())
     assert {"l1_thumb", "radius_l1", "luma_bce"} <= set(logs)
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_colour_only_training_touches_only_the_colour_stage():
+    """colour_only: the dataset gives (bad, clean) wide-view thumbnails only; the loss trains the global colour
+    stage on them, lowers on a fixed batch, and leaves the sharpening estimator and local stage without gradient."""
+    torch.manual_seed(0)
+    m = G.build(TINY_DS).train()
+    imgs = [(synth_image(90, 120, seed=i) * 255).astype(np.uint8) for i in range(2)]
+    ds = D.SyntheticCorrectionDataset(imgs, crop=48, length=8, seed=0, p_illustration=0.0, thumb=32,
+                                      views_only=True)
+    items = [ds[i] for i in range(8)]
+    assert all(len(it) == 2 and it[0].shape == it[1].shape == (3, 32, 32) for it in items)
+    assert not torch.equal(items[0][0], items[1][0]) and torch.equal(ds[5][0], ds[5][0])  # varied, seeded
+    with pytest.raises(PixmendError, match="thumbnail"):
+        D.SyntheticCorrectionDataset(imgs, crop=48, length=8, views_only=True)
+    batch = [torch.stack(t) for t in zip(*items)]
+    task = C.CorrectTask()
+    cfg = {**task.defaults("gl-transformer"), "colour_only": True}
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss, logs = task.loss(m, batch, cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert "l1_thumb" in logs and losses[-1] < 0.7 * losses[0], losses
+    assert all(p.grad is None for p in m.sharp.parameters()) and m.local_out.weight.grad is None
+    assert m.head_affine.weight.grad is not None
 
 
 def test_sharp_deadzone_soft_thresholds_the_amount():

@@ -209,9 +209,10 @@ class GLTransformer(nn.Module):
             return x
         return F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
 
-    def estimate(self, x: torch.Tensor, thumb: torch.Tensor | None = None) -> GlobalParams:
+    def estimate(self, x: torch.Tensor, thumb: torch.Tensor | None = None, sharpness: bool = True) -> GlobalParams:
         """Look at the whole image (any size) and decide the colour transform. x: (B, 3, H, W) in [0, 1].
-        ``thumb`` (training) gives the colour stage a thumbnail of a wider view than ``x``."""
+        ``thumb`` (training) gives the colour stage a thumbnail of a wider view than ``x``; ``sharpness=False``
+        (colour-only training) skips the sharpening estimator, leaving its head's unused guess in place."""
         thumb = self.thumbnail(x) if thumb is None else self.thumbnail(thumb)
         t = thumb - 0.5
         tokens = self.patch_embed(self.stem(t)).flatten(2).transpose(1, 2)
@@ -226,7 +227,7 @@ class GLTransformer(nn.Module):
         matrix = torch.eye(3, device=x.device, dtype=feat.dtype).expand(b, 3, 3) + a[:, :9].view(b, 3, 3)
         p = GlobalParams(curves=curves, matrix=matrix, offset=a[:, 9:],
                          sharpen=self.head_sharpen(feat).squeeze(-1), cond=self.head_cond(feat))
-        if self.sharp is not None:
+        if self.sharp is not None and sharpness:
             crops = crop_grid(x, self.cfg.sharp_crop, self.cfg.sharp_crops)
             p.sharpen, p.radius, p.luma_only = self.sharp(crops, b)
             t = self.cfg.sharp_deadzone

@@ -207,7 +207,7 @@ class CorrectTask:
                 "samples_per_epoch": 4096, "peak_learning_rate": 1e-3, "warmup_steps": 300,
                 "weight_decay": 0.01, "val_every": 250, "val_batches": 8, "p_illustration": 0.25,
                 "global_loss_weight": 0.25, "sharpen_loss_weight": 0.05, "wide_views": False,
-                "view_max": 384, "clean_look": 0.0, "clean_look_warm": False,
+                "view_max": 384, "clean_look": 0.0, "clean_look_warm": False, "colour_only": False,
                 "input_dir_train": "inputs", "output_dir_train": "outputs"}
 
     # -- data
@@ -234,9 +234,10 @@ class CorrectTask:
             n_val = int(cfg["val_batches"]) * int(cfg["batch_size"])
             if pairs is None:
                 dcfg = degrade_config(cfg)
-                kw = dict(thumb=int(cfg["thumb_size"]) if cfg.get("wide_views") else 0,
+                colour_only = config_flag(cfg, "colour_only")
+                kw = dict(thumb=int(cfg["thumb_size"]) if cfg.get("wide_views") or colour_only else 0,
                           view_max=int(cfg.get("view_max", 384)), clean_look=config_number(cfg, "clean_look", 0.0, 0, 3),
-                          look_warm_only=config_flag(cfg, "clean_look_warm"))
+                          look_warm_only=config_flag(cfg, "clean_look_warm"), views_only=colour_only)
                 train_ds = D.SyntheticCorrectionDataset(tr_imgs, int(cfg["crop"]), int(cfg["samples_per_epoch"]), seed,
                                                         float(cfg["p_illustration"]), dcfg, **kw)
                 val_ds = D.SyntheticCorrectionDataset(va_imgs, int(cfg["crop"]), n_val, seed + 1,
@@ -249,6 +250,14 @@ class CorrectTask:
 
     # -- loss
     def loss(self, model, batch, cfg):
+        if len(batch) == 2 and config_flag(cfg, "colour_only"):  # the colour stage alone, on wide-view thumbnails
+            bad, clean = batch
+            m = model.module if hasattr(model, "module") else model
+            y = m.apply_global(bad, m.estimate(bad, sharpness=False))
+            loss = F.l1_loss(y, clean)
+            with torch.no_grad():
+                psnr = -10 * torch.log10(F.mse_loss(y.clamp(0, 1), clean).clamp_min(1e-10))
+            return loss, {"l1_thumb": loss.item(), "psnr": float(psnr)}
         if len(batch) == 2:  # pixel sequences
             x, y = batch
             pred = model(x)
