@@ -102,3 +102,37 @@ def test_inspect_reports_cast(gl, img):
         assert key in info
     assert np.asarray(info["correction_matrix"]).shape == (3, 3)
     assert info["cast_strength"] >= 0
+
+
+def test_colour_gate_applies_the_correction_by_how_much_it_changes():
+    """colour_deadzone t: strength clamp((e − t)/t, 0, 1) from the thumbnail's mean CIE76 change e; 0 = off."""
+    from pixmend.models.gl_transformer import rgb_to_lab
+
+    m = perturbed_gl(seed=3)
+    x = torch.from_numpy(synth_image(48, 64, seed=1).transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        p = m.estimate(x)
+        assert p.strength is None
+        full = m.apply_global(x, p)
+        thumb = m.thumbnail(x)
+        e = float((rgb_to_lab(m.apply_global(thumb, p)) - rgb_to_lab(thumb)).pow(2).sum(1).sqrt().mean())
+        assert e > 0.5  # the perturbed model does change colours
+        for t, want in ((e / 4, 1.0), (e / 1.5, 0.5), (e * 2, 0.0)):
+            m.cfg.colour_deadzone = t
+            q = m.estimate(x)
+            assert float(q.strength) == pytest.approx(want, abs=1e-3)
+            assert torch.allclose(m.apply_global(x, q), x + want * (full - x), atol=1e-4)
+        m.cfg.colour_deadzone = e * 2  # gated off: the colour stage is the identity, the rest still runs
+        out = C.correct_rgb(x[0].permute(1, 2, 0).numpy(), m, {"architecture": "gl-transformer"})
+        m.cfg.colour_deadzone = 0.0
+    assert out.shape == (48, 64, 3)
+
+
+def test_rgb_to_lab_matches_scikit_image():
+    from skimage.color import rgb2lab
+
+    from pixmend.models.gl_transformer import rgb_to_lab
+
+    x = np.random.default_rng(0).random((6, 7, 3)).astype(np.float32)
+    ours = rgb_to_lab(torch.from_numpy(x.transpose(2, 0, 1))[None])[0].permute(1, 2, 0).numpy()
+    assert np.abs(ours - rgb2lab(x)).max() < 0.05

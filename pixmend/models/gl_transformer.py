@@ -58,6 +58,11 @@ class GLTransformerConfig:
     # a crisp clean photo from a mildly sharpened one, and softening a clean image costs more than leaving a
     # weak mask in place (calibrated after training on the validation photos; 0 while training).
     sharp_deadzone: float = 0.0
+    # Colour gate: the estimator also proposes small corrections for images without a cast (a naturally warm
+    # photo, a sunset), and a shift of 1–3 ΔE on a clean image costs more than it gains on a damaged one. If the
+    # correction changes the thumbnail by e (mean CIE76 ΔE), it is applied with strength clamp((e − t)/t, 0, 1),
+    # t = colour_deadzone: nothing below t, in full from 2t. 0 (training): always in full.
+    colour_deadzone: float = 0.0
 
 
 @dataclass
@@ -71,9 +76,23 @@ class GlobalParams:
     cond: torch.Tensor  # (B, local_width) conditioning for the local stage
     radius: torch.Tensor | None = None  # (B,) estimated unsharp-mask sigma, px (desharpen models)
     luma_only: torch.Tensor | None = None  # (B,) probability that only luma was sharpened (desharpen models)
+    strength: torch.Tensor | None = None  # (B,) share of the colour correction applied (colour gate; None = all)
 
 
 LUMA = (0.299, 0.587, 0.114)
+SRGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
+D65_WHITE = (0.95047, 1.0, 1.08883)
+
+
+def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
+    """sRGB (B, 3, H, W) in [0, 1] → CIELAB (D65), the standard formulas (torch, so the gate exports to ONNX)."""
+    x = 1 - F.relu(1 - F.relu(x))  # clamp to [0, 1]; a Clip here breaks the ONNX graph next to the antialiased resize
+    lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    m = torch.tensor(SRGB_TO_XYZ, device=x.device, dtype=x.dtype)
+    xyz = torch.einsum("ij,bjhw->bihw", m, lin) / torch.tensor(D65_WHITE, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    d = 6.0 / 29.0
+    f = torch.where(xyz > d**3, (xyz.abs() + 1e-12) ** (1.0 / 3.0), xyz / (3 * d * d) + 4.0 / 29.0)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
 
 
 class SharpnessEstimator(nn.Module):
@@ -233,7 +252,16 @@ class GLTransformer(nn.Module):
             t = self.cfg.sharp_deadzone
             if t > 0:
                 p.sharpen = torch.sign(p.sharpen) * (p.sharpen.abs() - t).clamp_min(0)
+        if self.cfg.colour_deadzone > 0:
+            p.strength = self.colour_strength(thumb, p)
         return p
+
+    def colour_strength(self, thumb: torch.Tensor, p: GlobalParams) -> torch.Tensor:
+        """The colour gate (see ``colour_deadzone``): (B,) strengths from how much the correction changes the
+        thumbnail, in mean CIE76 ΔE."""
+        t = self.cfg.colour_deadzone
+        change = (rgb_to_lab(self._colour_map(thumb, p)) - rgb_to_lab(thumb)).pow(2).sum(1).sqrt().mean((1, 2))
+        return ((change - t) / t).clamp(0, 1)
 
     def desharpen(self, x: torch.Tensor, p: GlobalParams) -> torch.Tensor:
         """Stage 0: invert the estimated unsharp mask (the identity for models without it)."""
@@ -262,6 +290,12 @@ class GLTransformer(nn.Module):
         return (lo + frac * (hi - lo)).view(b, c, h, w)
 
     def apply_global(self, x: torch.Tensor, p: GlobalParams) -> torch.Tensor:
+        y = self._colour_map(x, p)
+        if p.strength is None:
+            return y
+        return x + p.strength.view(-1, 1, 1, 1) * (y - x)
+
+    def _colour_map(self, x: torch.Tensor, p: GlobalParams) -> torch.Tensor:
         if torch.is_grad_enabled():
             y = self.apply_curves(x, p.curves)
         else:  # inference: a 4096-entry lookup table is ~5× faster than interpolating and exact to 1e-4

@@ -163,6 +163,8 @@ def inspect_rgb(rgb: np.ndarray, model, card: dict, device="cpu") -> dict:
         if p.radius is not None:
             info["sharpening_radius_px"] = round(float(p.radius[0]), 2)
             info["sharpening_luma_only"] = round(float(p.luma_only[0]), 2)
+        if p.strength is not None:  # the colour gate: the share of the colour correction applied
+            info["colour_strength"] = round(float(p.strength[0]), 2)
     return info
 
 
