@@ -156,3 +156,12 @@ def run_batch(inputs: list[str], out: str, process: Callable, overwrite: bool = 
             bar.close()
         signal.signal(signal.SIGTERM, old)
     return 1 if failures else 0
+
+
+def batch_psnr(pred, target) -> float:
+    """PSNR (dB) of a batch in [0, 1] against its target, for training logs (pred is clamped first)."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        return float(-10 * torch.log10(F.mse_loss(pred.clamp(0, 1), target).clamp_min(1e-10)))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .. import degrade
 from ..errors import PixmendError
-from .common import config_flag, config_number, to_numpy, to_tensor
+from .common import batch_psnr, config_flag, config_number, to_numpy, to_tensor
 
 TILE, OVERLAP = 512, 64  # OVERLAP/4 ≥ the local stage's receptive-field radius, so tiling is exact
 
@@ -257,9 +257,7 @@ class CorrectTask:
             m = model.module if hasattr(model, "module") else model
             y = m.apply_global(bad, m.estimate(bad, sharpness=False))
             loss = F.l1_loss(y, clean)
-            with torch.no_grad():
-                psnr = -10 * torch.log10(F.mse_loss(y.clamp(0, 1), clean).clamp_min(1e-10))
-            return loss, {"l1_thumb": loss.item(), "psnr": float(psnr)}
+            return loss, {"l1_thumb": loss.item(), "psnr": batch_psnr(y, clean)}
         if len(batch) == 2:  # pixel sequences
             x, y = batch
             pred = model(x)
@@ -292,10 +290,9 @@ class CorrectTask:
                 l_sharp = l_sharp + l_rad + 0.1 * l_luma
                 logs.update(radius_l1=l_rad.item() * m.cfg.max_radius, luma_bce=l_luma.item())
         loss = l_full + float(cfg["global_loss_weight"]) * l_global + float(cfg["sharpen_loss_weight"]) * l_sharp
-        with torch.no_grad():
-            psnr = -10 * torch.log10(F.mse_loss(out.clamp(0, 1), target).clamp_min(1e-10))
+        psnr = batch_psnr(out, target)
         return loss, {"l1": l_full.item(), "l1_global": l_global.item(), "sharpen_mse": l_sharp.item(),
-                      "psnr": float(psnr), **logs}
+                      "psnr": psnr, **logs}
 
     # -- TensorBoard picture: input | corrected | target
     def preview(self, model, cfg, val_ds):

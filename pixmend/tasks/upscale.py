@@ -26,7 +26,7 @@ from torch import nn
 from .. import degrade
 from ..errors import PixmendError
 from ..losses import sobel_edges  # noqa: F401  (re-exported: tests and older code import it from here)
-from .common import config_flag, config_number, dihedral_mean, to_numpy, to_tensor
+from .common import batch_psnr, config_flag, config_number, dihedral_mean, to_numpy, to_tensor
 
 TILE, OVERLAP = 256, 32  # LR pixels; the overlap is a multiple of the 4-pixel window
 
@@ -188,8 +188,7 @@ class UpscaleTask:
         diff = (pred - hr).abs()
         l1 = diff.mean()
         metrics = {"l1": l1.item()}
-        with torch.no_grad():
-            metrics["psnr"] = float(-10 * torch.log10(F.mse_loss(pred.clamp(0, 1), hr).clamp_min(1e-10)))
+        metrics["psnr"] = batch_psnr(pred, hr)
         if not training:  # validation: plain L1, comparable across the whole run
             return l1, metrics
         step = self._step(m)
