@@ -280,6 +280,22 @@ def test_loss_terms_and_validation_is_hole_l1():
     assert float(v) == pytest.approx(vm["l1_hole"])
 
 
+def test_mse_weight_adds_the_squared_error_term():
+    task = InpaintTask()
+    cfg = task.defaults("inpaint-unet")
+    assert cfg["mse_weight"] == 0.0  # the seed's losses unless asked
+    m = tiny().train()
+    img = torch.rand(2, 3, 32, 32)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    torch.manual_seed(0)
+    base, met = task.loss(m, (img, mask), cfg)
+    torch.manual_seed(0)
+    more, met2 = task.loss(m, (img, mask), {**cfg, "mse_weight": 50.0})
+    assert met["mse"] > 0 and met2["mse"] == pytest.approx(met["mse"])
+    assert float(more) == pytest.approx(float(base) + 50.0 * met["mse"], rel=1e-5)
+
+
 def test_training_lowers_the_hole_loss(photo_dir, tmp_path):
     from pixmend.train import train
 

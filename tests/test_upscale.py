@@ -185,6 +185,18 @@ def test_loss_switches_to_edge_weighting_and_validation_is_plain_l1():
     assert float(loss) == pytest.approx(metrics["l1"]) and int(m.steps_trained) == 4
 
 
+def test_mse_weight_adds_the_squared_error():
+    task = UpscaleTask()
+    cfg = {**task.defaults("window-sr-x2"), "steps": 2, "edge_weight_after": 1.0}
+    assert cfg["mse_weight"] == 0.0
+    m = tiny(2).train()
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+    loss, metrics = task.loss(m, (lr, hr), {**cfg, "mse_weight": 20.0})
+    assert loss.item() == pytest.approx(metrics["l1"] + 20.0 * metrics["mse"], rel=1e-5) and metrics["mse"] > 0
+    loss, metrics = task.loss(m, (lr, hr), cfg)
+    assert "mse" not in metrics and loss.item() == pytest.approx(metrics["l1"], rel=1e-5)
+
+
 def test_patchgan_switch():
     task = UpscaleTask()
     cfg = {**task.defaults("window-sr-x2"), "steps": 2, "gan_weight": 0.1, "gan_after": 0.0}

@@ -157,7 +157,11 @@ class InpaintTask:
                 "look_jitter": 0.0,  # strength of random photo looks on the training views (degrade.sample_look)
                 # "brush_width": [low, high]  stroke widths in pixels (absent: 4-12 % of the crop side)
                 "adv_weight": 1.0, "l1_weight": 100.0, "edge_weight": 10.0, "ssim_weight": 1.0,
-                "disc_weight": 1.0}
+                "disc_weight": 1.0,
+                # squared error over the same region as L1 (not in the seed; 0 = off): the L1 term pulls an
+                # uncertain hole towards the median of what could be there, this one towards the mean, which is
+                # what hole PSNR rewards (inpaint-unet-mse.toml)
+                "mse_weight": 0.0}
 
     def datasets(self, cfg: dict, data: Path):
         from .. import data as D
@@ -206,13 +210,15 @@ class InpaintTask:
         else:  # the hole and a ring of known context around it
             region = F.max_pool2d(mask, 2 * int(cfg["context_ring"]) + 1, 1, int(cfg["context_ring"]))
         l1 = masked_mean((pred - img).abs(), region)
+        mse_region = masked_mean((pred - img) ** 2, region)
         edge = masked_mean((sobel_edges(pred) - sobel_edges(img)).abs(), region)
         ssim_loss = 1 - ssim(out, img)
         g_adv = F.softplus(-m.critic(out, mask, frozen=True)).mean()  # non-saturating generator loss
         d_loss = (F.softplus(-m.critic(img, mask)).mean() + F.softplus(m.critic(out.detach(), mask)).mean()) / 2
         loss = (float(cfg["adv_weight"]) * g_adv + float(cfg["l1_weight"]) * l1 + float(cfg["edge_weight"]) * edge
-                + float(cfg["ssim_weight"]) * ssim_loss + float(cfg["disc_weight"]) * d_loss)
-        metrics.update({"l1": l1.item(), "edge": edge.item(), "ssim_loss": ssim_loss.item(),
+                + float(cfg["ssim_weight"]) * ssim_loss + float(cfg["disc_weight"]) * d_loss
+                + float(cfg.get("mse_weight", 0.0)) * mse_region)
+        metrics.update({"l1": l1.item(), "mse": mse_region.item(), "edge": edge.item(), "ssim_loss": ssim_loss.item(),
                         "gan_g": g_adv.item(), "gan_d": d_loss.item()})
         return loss, metrics
 

@@ -7,7 +7,7 @@ Training recipe (``pixmend train upscale --data PHOTOS [--model window-sr-x4]``)
 photos with random flips / 90° rotations; LR by a uniformly chosen bilinear, bicubic or area downsampling
 (``degrade.random_downsample``). Loss: L1 for the first ``edge_weight_after`` fraction of the steps, then the
 seed's edge-weighted L1 — per-pixel L1 multiplied by the Sobel edge magnitude of the ground truth's luma,
-added to plain L1. Optional PatchGAN term (``gan_weight`` > 0, from ``gan_after`` of the steps on; off in the
+added to plain L1. Optional squared-error term (``mse_weight`` > 0, for a final PSNR fine-tune). Optional PatchGAN term (``gan_weight`` > 0, from ``gan_after`` of the steps on; off in the
 shipped models). Validation loss (used to pick the best model) is always plain L1, so it stays comparable
 when the training loss changes.
 """
@@ -116,6 +116,9 @@ class UpscaleTask:
                 "downsample_methods": "bilinear,bicubic,area",
                 "edge_weight_after": 0.5,  # fraction of the steps trained with plain L1 before edge weighting
                 "edge_loss_weight": 1.0,
+                # > 0: add mse_weight × mean squared error, the PSNR objective itself (not in the seed): a short
+                # final fine-tune with it is a common last step of PSNR-oriented SR training (window-sr-*-mse.toml)
+                "mse_weight": 0.0,
                 "gan_weight": 0.0,  # > 0: add a PatchGAN term (off in shipped models)
                 "gan_after": 0.8, "gan_lr": 1e-4, "gan_width": 32,
                 "downsample_weights": [],  # relative probability per method; empty = uniform (the seed)
@@ -198,6 +201,10 @@ class UpscaleTask:
             edge = (diff * sobel_edges(hr)).mean()
             loss = loss + float(cfg.get("edge_loss_weight", 1.0)) * edge
             metrics["edge_l1"] = edge.item()
+        if float(cfg.get("mse_weight", 0.0)) > 0:
+            mse = (diff ** 2).mean()
+            loss = loss + float(cfg["mse_weight"]) * mse
+            metrics["mse"] = mse.item()
         if float(cfg.get("gan_weight", 0.0)) > 0 and self._active(cfg.get("gan_after", 0.8), step, cfg):
             g = self._gan_step(pred, hr, cfg, metrics)
             loss = loss + float(cfg["gan_weight"]) * g
