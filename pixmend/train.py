@@ -279,8 +279,8 @@ def load_checkpoint(path: Path, model, opt) -> dict:
 
 
 def load_init_weights(model: torch.nn.Module, init: str, task: str) -> dict:
-    """Copy every tensor of ``init`` (registry name or weights path) whose name and shape match ``model``'s.
-    Returns what was loaded, for the model card."""
+    """Copy every tensor of ``init`` (registry name, weights path, or a run's ``last.safetensors`` checkpoint —
+    its ``model.`` tensors) whose name and shape match ``model``'s. Returns what was loaded, for the model card."""
     from safetensors.torch import load_file
 
     from .models.registry import resolve
@@ -290,6 +290,8 @@ def load_init_weights(model: torch.nn.Module, init: str, task: str) -> dict:
         raise PixmendError(f"--init {init}: no weights to start from")
     state = load_file(str(path))
     own = model.state_dict()
+    if not any(k in own for k in state) and any(k.startswith("model.") for k in state):  # a training checkpoint
+        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     match = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not match:
         raise PixmendError(f"--init {init}: no tensor matches this architecture")

@@ -251,6 +251,22 @@ def test_init_from_weights_copies_matching_tensors(tmp_path, photo_dir):
     assert torch.allclose(got["stem.weight"], ref["stem.weight"], atol=1e-6)
 
 
+def test_init_from_a_training_checkpoint(tmp_path, photo_dir):
+    """--init runs/X/last.safetensors: a run's last step (model tensors under ``model.``) starts the next stage."""
+    from safetensors.torch import load_file
+
+    from pixmend.models.registry import build_model
+    from pixmend.train import load_init_weights
+
+    res = run("pixel-transformer", photo_dir, tmp_path / "a", steps=2)
+    ck = load_file(str(res.out / "last.safetensors"))
+    fresh = build_model("pixel-transformer", json.loads((res.out / "model.json").read_text())["config"])
+    info = load_init_weights(fresh, str(res.out / "last.safetensors"), "correct")
+    own = fresh.state_dict()
+    assert info["tensors"] == info["of"] == len(own)
+    assert all(torch.equal(own[k], ck["model." + k]) for k in own)
+
+
 def test_precision_choices_and_bf16_autocast_on_cpu(photo_dir, tmp_path):
     cpu = torch.device("cpu")
     assert T.autocast_dtype("auto", cpu) is None and T.autocast_dtype("fp32", cpu) is None
