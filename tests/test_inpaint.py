@@ -160,6 +160,19 @@ def test_pixels_outside_the_mask_are_untouched(shape):
     assert not np.array_equal(out[~keep], img[~keep])
 
 
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_filled_pixels_stay_in_range(ensemble):
+    """Near white (an overexposed sky) the generator's raw residual steps past 1; the fill must not."""
+    m = tiny()
+    with torch.no_grad():
+        m.generator.head.bias.fill_(0.2)
+    img = np.full((48, 48, 3), 0.97, np.float32)
+    mask = np.zeros((48, 48), np.float32)
+    mask[12:36, 12:36] = 1
+    out = inpaint_rgb(img, mask, m, ensemble=ensemble)
+    assert out.min() >= 0.0 and out.max() <= 1.0 and out[mask > 0].max() == 1.0
+
+
 @pytest.mark.parametrize("whole", [False, True])
 def test_what_lies_under_the_mask_never_matters(whole):
     """A hole reaching the image's edge, in windows that are not multiples of 8 (so they are padded): the result

@@ -94,8 +94,8 @@ def _fill_window(img: torch.Tensor, msk: torch.Tensor, model, scale: float, ense
     # ensemble: averaged over the 8 rotations / flips of the window (docs/BENCHMARKS.md: "+ self-ensemble")
     pred = (dihedral_mean(gen, img_s, msk_s) if ensemble else gen(img_s, msk_s))[..., :hh, :ww]
     if scale < 1.0:
-        pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
-    return pred
+        pred = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False)
+    return pred.clamp(0, 1)  # the raw residual can step past white or black, as in InpaintGAN.forward
 
 
 def inpaint_rgb(rgb: np.ndarray, mask: np.ndarray, model, device="cpu", context: int = 16,
