@@ -253,6 +253,11 @@ def save_checkpoint(path: Path, model, opt, meta: dict) -> None:
     _atomic_write_bytes(path.with_suffix(".json"), json.dumps(json.loads(meta_json), indent=1).encode())
 
 
+def checkpoint_model_state(tensors: dict) -> dict:
+    """The model's state dict inside a checkpoint's tensors (stored under ``model.`` beside ``opt.`` / ``rng.``)."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
 def load_checkpoint(path: Path, model, opt) -> dict:
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -262,7 +267,7 @@ def load_checkpoint(path: Path, model, opt) -> dict:
     # checkpoints of older versions kept the metadata only in the JSON file
     meta = json.loads(stored) if stored else json.loads(path.with_suffix(".json").read_text())
     tensors = load_file(str(path))
-    unwrap(model).load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    unwrap(model).load_state_dict(checkpoint_model_state(tensors))
     opt_meta = meta.pop("optimizer")
     state: dict = {}
     for pid, st in opt_meta["state"].items():
@@ -291,7 +296,7 @@ def load_init_weights(model: torch.nn.Module, init: str, task: str) -> dict:
     state = load_file(str(path))
     own = model.state_dict()
     if not any(k in own for k in state) and any(k.startswith("model.") for k in state):  # a training checkpoint
-        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        state = checkpoint_model_state(state)
     match = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not match:
         raise PixmendError(f"--init {init}: no tensor matches this architecture")

@@ -7,7 +7,8 @@ Training recipe (``pixmend train upscale --data PHOTOS [--model window-sr-x4]``)
 photos with random flips / 90° rotations; LR by a uniformly chosen bilinear, bicubic or area downsampling
 (``degrade.random_downsample``). Loss: L1 for the first ``edge_weight_after`` fraction of the steps, then the
 seed's edge-weighted L1 — per-pixel L1 multiplied by the Sobel edge magnitude of the ground truth's luma,
-added to plain L1. Optional squared-error term (``mse_weight`` > 0, for a final PSNR fine-tune). Optional PatchGAN term (``gan_weight`` > 0, from ``gan_after`` of the steps on; off in the
+added to plain L1. Optional squared-error term (``mse_weight`` > 0, for a final PSNR fine-tune; off in the
+shipped models). Optional PatchGAN term (``gan_weight`` > 0, from ``gan_after`` of the steps on; off in the
 shipped models). Validation loss (used to pick the best model) is always plain L1, so it stays comparable
 when the training loss changes.
 """
@@ -117,7 +118,8 @@ class UpscaleTask:
                 "edge_weight_after": 0.5,  # fraction of the steps trained with plain L1 before edge weighting
                 "edge_loss_weight": 1.0,
                 # > 0: add mse_weight × mean squared error, the PSNR objective itself (not in the seed): a short
-                # final fine-tune with it is a common last step of PSNR-oriented SR training (window-sr-*-mse.toml)
+                # final fine-tune with it is a common last step of PSNR-oriented SR training (tried on the shipped
+                # models, no gain: window-sr-x2-zoom.toml, window-sr-x4-zoom.toml)
                 "mse_weight": 0.0,
                 "gan_weight": 0.0,  # > 0: add a PatchGAN term (off in shipped models)
                 "gan_after": 0.8, "gan_lr": 1e-4, "gan_width": 32,
