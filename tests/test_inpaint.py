@@ -309,6 +309,34 @@ def test_mse_weight_adds_the_squared_error_term():
     assert float(more) == pytest.approx(float(base) + 50.0 * met["mse"], rel=1e-5)
 
 
+def test_ensemble_target_is_the_dihedral_mean_and_the_term_is_off_by_default():
+    from pixmend.tasks.common import dihedral_mean
+    from pixmend.tasks.inpaint import ensemble_target
+
+    torch.manual_seed(0)
+    m = tiny().eval()
+    torch.nn.init.normal_(m.generator.head.weight, std=0.1)  # zero-initialised: the prefill alone is symmetric
+    img, mask = torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)
+    mask[..., 4:20, 10:26] = 1  # off-centre: each turn sees a different window
+    with torch.no_grad():
+        pred = m.generator(img, mask)
+        full = ensemble_target(m.generator, img, mask, pred, views=7)
+        assert torch.allclose(full, dihedral_mean(m.generator, img, mask), atol=1e-6)
+        part = ensemble_target(m.generator, img, mask, pred, views=2)
+    assert not torch.allclose(part, pred) and not torch.allclose(part, full)
+
+    task = InpaintTask()
+    cfg = task.defaults("inpaint-unet")
+    assert cfg["ensemble_weight"] == 0.0
+    m.train()
+    _, met = task.loss(m, (img, mask), cfg)
+    assert "ensemble" not in met
+    loss, met = task.loss(m, (img, mask), {**cfg, "ensemble_weight": 100.0, "ensemble_views": 3})
+    assert met["ensemble"] > 0
+    loss.backward()  # the target carries no gradient; the prediction does
+    assert m.generator.head.weight.grad is not None
+
+
 def test_training_lowers_the_hole_loss(photo_dir, tmp_path):
     from pixmend.train import train
 

@@ -161,7 +161,13 @@ class InpaintTask:
                 # squared error over the same region as L1 (not in the seed; 0 = off): the L1 term pulls an
                 # uncertain hole towards the median of what could be there, this one towards the mean, which is
                 # what hole PSNR rewards (inpaint-unet-mse.toml)
-                "mse_weight": 0.0}
+                "mse_weight": 0.0,
+                # self-ensemble distillation (not in the seed; 0 = off): squared error over the same region between
+                # the prediction and the detached average of the generator's own predictions for the 8
+                # rotations / flips of the crop (``ensemble_views`` of the 7 turned ones, drawn at random, plus
+                # the prediction itself). The 8-way average fills holes better than one pass (the CLI's
+                # --self-ensemble); this pulls the single pass towards it (inpaint-unet-distill.toml)
+                "ensemble_weight": 0.0, "ensemble_views": 7}
 
     def datasets(self, cfg: dict, data: Path):
         from .. import data as D
@@ -220,6 +226,13 @@ class InpaintTask:
                 + float(cfg.get("mse_weight", 0.0)) * mse_region)
         metrics.update({"l1": l1.item(), "mse": mse_region.item(), "edge": edge.item(), "ssim_loss": ssim_loss.item(),
                         "gan_g": g_adv.item(), "gan_d": d_loss.item()})
+        ens_weight = float(cfg.get("ensemble_weight", 0.0))
+        if ens_weight > 0:
+            target = ensemble_target(m.generator, img * (1 - mask), mask, pred,
+                                     int(config_number(cfg, "ensemble_views", 7, 1, 7)))
+            ens = masked_mean((pred - target) ** 2, region)
+            loss = loss + ens_weight * ens
+            metrics["ensemble"] = ens.item()
         return loss, metrics
 
     def preview(self, model, cfg, val_ds):
@@ -229,6 +242,23 @@ class InpaintTask:
             out = model(img[None].to(next(model.parameters()).device), mask[None].to(img.device))[0].cpu()
         shown = img * (1 - mask) + 0.5 * mask
         return torch.cat([shown, out, img], 2).permute(1, 2, 0).numpy()
+
+
+def ensemble_target(generator, image: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor, views: int = 7,
+                    generator_rng: torch.Generator | None = None) -> torch.Tensor:
+    """The self-ensemble distillation target: ``pred`` and the generator's predictions for ``views`` of the 7
+    non-trivial rotations / flips of (image, mask) (drawn at random without repetition), each turned back,
+    averaged — all without gradients. ``views`` = 7 is exactly ``dihedral_mean``'s 8-way average."""
+    turns = [(k, f) for k in range(4) for f in (False, True) if (k, f) != (0, False)]
+    pick = torch.randperm(7, generator=generator_rng)[:views].tolist()
+    with torch.no_grad():
+        acc = pred.detach().clone()
+        for i in pick:
+            k, flip = turns[i]
+            x, mk = torch.rot90(image, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1))
+            y = generator(x.flip(-1), mk.flip(-1)).flip(-1) if flip else generator(x, mk)
+            acc += torch.rot90(y, -k, dims=(-2, -1))
+    return acc / (len(pick) + 1)
 
 
 # -------------------------------------------------------------------------------------------- evaluation
