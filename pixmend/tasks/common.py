@@ -37,11 +37,17 @@ def dihedral_mean(fn: Callable[..., torch.Tensor], *xs: torch.Tensor) -> torch.T
     acc = None
     for k in range(4):
         for flip in (False, True):
-            ts = [torch.rot90(x, k, dims=(-2, -1)) for x in xs]
-            y = fn(*[t.flip(-1) for t in ts] if flip else ts)
-            y = torch.rot90(y.flip(-1) if flip else y, -k, dims=(-2, -1))
+            y = turned(fn, k, flip, *xs)
             acc = y if acc is None else acc + y
     return acc / 8
+
+
+def turned(fn: Callable[..., torch.Tensor], k: int, flip: bool, *xs: torch.Tensor) -> torch.Tensor:
+    """``fn`` applied to its (..., H, W) inputs rotated by ``k`` quarter turns (then mirrored when ``flip``),
+    its output turned back: one member of the self-ensemble."""
+    ts = [torch.rot90(x, k, dims=(-2, -1)) for x in xs]
+    y = fn(*[t.flip(-1) for t in ts] if flip else ts)
+    return torch.rot90(y.flip(-1) if flip else y, -k, dims=(-2, -1))
 
 
 def config_number(cfg: dict, key: str, default: float, low: float, high: float, note: str = "") -> float:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .. import degrade
 from ..errors import PixmendError
-from .common import config_number, config_range, dihedral_mean
+from .common import config_number, config_range, dihedral_mean, turned
 
 TRAINED_HOLE = 32  # the hole size the shipped model was trained on (pixels)
 
@@ -244,22 +244,17 @@ class InpaintTask:
         return torch.cat([shown, out, img], 2).permute(1, 2, 0).numpy()
 
 
-def ensemble_target(generator, image: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor, views: int = 7,
-                    generator_rng: torch.Generator | None = None) -> torch.Tensor:
+def ensemble_target(generator, image: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor, views: int = 7
+                    ) -> torch.Tensor:
     """The self-ensemble distillation target: ``pred`` and the generator's predictions for ``views`` of the 7
     non-trivial rotations / flips of (image, mask) (drawn at random without repetition), each turned back,
     averaged — all without gradients. ``views`` = 7 is exactly ``dihedral_mean``'s 8-way average."""
     turns = [(k, f) for k in range(4) for f in (False, True) if (k, f) != (0, False)]
-    pick = torch.randperm(7, generator=generator_rng)[:views].tolist()
     with torch.no_grad():
         acc = pred.detach().clone()
-        for i in pick:
-            k, flip = turns[i]
-            x, mk = torch.rot90(image, k, dims=(-2, -1)), torch.rot90(mask, k, dims=(-2, -1))
-            y = generator(x.flip(-1), mk.flip(-1)).flip(-1) if flip else generator(x, mk)
-            acc += torch.rot90(y, -k, dims=(-2, -1))
-    return acc / (len(pick) + 1)
-
+        for i in torch.randperm(7)[:views].tolist():
+            acc += turned(generator, *turns[i], image, mask)
+    return acc / (views + 1)
 
 # -------------------------------------------------------------------------------------------- evaluation
 def eval_masks(h: int, w: int, index: int, kind: str) -> np.ndarray:
