@@ -256,6 +256,7 @@ def ensemble_target(generator, image: torch.Tensor, mask: torch.Tensor, pred: to
             acc += turned(generator, *turns[i], image, mask)
     return acc / (views + 1)
 
+
 # -------------------------------------------------------------------------------------------- evaluation
 def eval_masks(h: int, w: int, index: int, kind: str) -> np.ndarray:
     """The fixed evaluation mask of image ``index``: one seeded 32×32 square (16-pixel margin), or seeded
