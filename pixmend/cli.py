@@ -312,8 +312,12 @@ def cmd_inspect(a) -> int:
     common.set_threads()
     dev = pick_device(a.device)
     model, card = common.get_model(a.model, "correct", dev)
-    status = 0
-    for path in io.collect_inputs(a.inputs):
+    problems: list[PixmendError] = []
+    paths = io.collect_inputs(a.inputs, problems)
+    for err in problems:
+        print(f"pixmend: {err}", file=sys.stderr)
+    status = 1 if problems else 0
+    for path in paths:
         try:
             info = {"image": str(path), **inspect_rgb(io.read_image(path).rgb, model, card, dev)}
         except PixmendError as err:
@@ -335,8 +339,12 @@ def cmd_verify(a) -> int:
     from .tasks.common import error_line
     from .watermark import extract
 
-    status = 0
-    for path in io.collect_inputs(a.inputs):
+    problems: list[PixmendError] = []
+    paths = io.collect_inputs(a.inputs, problems)
+    for err in problems:
+        print(f"pixmend: {err}", file=sys.stderr)
+    status = 1 if problems else 0
+    for path in paths:
         try:
             text = extract(io.read_image(path).rgb)
         except PixmendError as err:

@@ -607,16 +607,24 @@ def _umask() -> int:
 # --------------------------------------------------------------------------- paths
 
 
-def collect_inputs(inputs: list[str | Path]) -> list[Path]:
+def collect_inputs(inputs: list[str | Path], problems: list[PixmendError] | None = None) -> list[Path]:
     """Files as given; folders expanded (not recursively, sorted) to their images.
 
     Hidden files in folders (e.g. macOS "._x.jpg" or our own temp files) are
-    skipped.  A path given twice is used once.
+    skipped.  A path given twice is used once.  A path that does not exist, or a
+    folder without images, raises -- or, when a ``problems`` list is given, is
+    added to it and skipped, so a batch can go on with the other inputs.
     """
     if not inputs:
         raise UsageError("no input images given")
     result: list[Path] = []
     seen: set[Path] = set()
+
+    def bad(message: str) -> None:
+        if problems is None:
+            raise PixmendError(message)
+        problems.append(PixmendError(message))
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -627,15 +635,16 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
                     if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
                 )
             except OSError as exc:
-                raise PixmendError(f"{item}: cannot list folder ({_reason(exc)})") from None
+                bad(f"{item}: cannot list folder ({_reason(exc)})")
+                continue
             if not found:
-                raise PixmendError(
-                    f"{item}: no image files in folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
-                )
+                bad(f"{item}: no image files in folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+                continue
         elif path.exists():
             found = [path]
         else:
-            raise PixmendError(f"{item}: no such file or folder")
+            bad(f"{item}: no such file or folder")
+            continue
         for p in found:
             key = p.resolve()
             if key not in seen:

@@ -160,6 +160,21 @@ def test_missing_input_is_an_error(tmp_path, model, capsys):
     assert "nope.png" in err and "Traceback" not in err
 
 
+def test_batch_goes_on_past_missing_paths(tmp_path, img_dir, model, capsys):
+    """A mistyped path or an empty folder among the inputs is named and skipped; the rest are still done."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    args = [str(img_dir / "a.png"), str(tmp_path / "nope.png"), str(empty), str(img_dir / "c.png")]
+    assert main(["correct", *args, "-o", str(out), *model]) == 1
+    lines = err_lines(capsys.readouterr().err)
+    assert len(lines) == 2 and "nope.png: no such file" in lines[0] and "empty: no image files" in lines[1]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert main(["inspect", str(tmp_path / "nope.png"), str(img_dir / "a.png"), *model]) == 1
+    captured = capsys.readouterr()
+    assert "a.png" in captured.out and len(err_lines(captured.err)) == 1
+
+
 def test_watermark_then_verify(tmp_path, model, capsys):
     src = tmp_path / "big.png"
     save_png(src, synth_image(256, 256, seed=8))

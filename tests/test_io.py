@@ -684,6 +684,9 @@ def test_collect_inputs(tmp_path):
 
     with pytest.raises(PixmendError, match="missing.png: no such file or folder"):
         collect_inputs([folder, tmp_path / "missing.png"])
+    problems = []  # with a list, bad paths are recorded there and the good ones still come back
+    assert collect_inputs([tmp_path / "missing.png", folder / "a.png"], problems) == [folder / "a.png"]
+    assert len(problems) == 1 and "missing.png: no such file or folder" in str(problems[0])
     (folder / "nested" / "d.png").unlink()
     with pytest.raises(PixmendError, match="nested: no image files in folder"):
         collect_inputs([folder / "nested"])

@@ -111,12 +111,15 @@ def run_batch(inputs: list[str], out: str, process: Callable, overwrite: bool = 
     """Read each input, ``process(loaded) -> (rgb, alpha)``, write to the planned output. Returns the exit status."""
     from .. import io
 
-    files = io.collect_inputs(inputs)
+    problems: list[PixmendError] = []  # missing paths, empty folders: named, skipped, and the exit status is 1
+    files = io.collect_inputs(inputs, problems)
+    for err in problems:
+        print(f"pixmend: {err}", file=sys.stderr)
     if not files:
-        raise PixmendError("no input images found")
+        return 1
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     plan = io.plan_outputs(files, out, single_file=single)
-    failures = 0
+    failures = len(problems)
     interrupted = {"flag": False}
 
     def on_term(signum, frame):
