@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="sample new images (pixel-gpt)",
                        description="Sample NUM images (32×32) into DIR as seedS_000.png, ... and/or one grid image.")
     g.add_argument("-o", "--output", default=None, metavar="DIR", help="folder for the images")
-    g.add_argument("--num", type=_positive_int, default=16, help="number of images (default 16)")
+    g.add_argument("-n", "--num", type=_positive_int, default=16, help="number of images (default 16)")
     g.add_argument("--grid", default=None, metavar="FILE", help="also write all samples as one grid image")
     add_sampling(g)
     return p
