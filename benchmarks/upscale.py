@@ -1,6 +1,6 @@
 """Benchmark the super-resolution models and write the 'upscale' section of docs/BENCHMARKS.md.
 
-    python benchmarks/upscale.py [--data ../shared/data/bench] [--models window-sr-x2,window-sr-x4] [--update-cards]
+    python benchmarks/upscale.py [--data ../shared/data/bench] [--models window-sr-x2,window-sr-x4,window-sr-x2-bicubic] [--update-cards]
 
 Quality: Set5 (the standard HR images with the LR images that ship with it, DATA/set5/{hr,x2,x4}) and
 McMaster18 (LR made here by PIL bicubic, ``degrade.downsample``), PSNR and SSIM on the Y channel (BT.601
@@ -77,7 +77,7 @@ def speed(model, scale: int, size: int = 256, repeats: int = 3, ensemble: bool =
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "bench"))
-    ap.add_argument("--models", default="window-sr-x2,window-sr-x4", help="registry names or weights paths")
+    ap.add_argument("--models", default="window-sr-x2,window-sr-x4,window-sr-x2-bicubic", help="registry names or weights paths")
     ap.add_argument("--limit", type=int, default=0, help="images per set (0 = all)")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--no-self-ensemble", action="store_true",
