@@ -133,7 +133,8 @@ def main() -> None:
             "here (McMaster18 is not a standard SR set: no published figures). s / MP = seconds per output "
             "megapixel, 2 threads, 256×256 input. *+ self-ensemble* = `pixmend upscale --self-ensemble`: the "
             "same weights averaged over the 8 rotations/flips of the input (Lim et al. 2017), 8× the time."
-            " *window-sr-x2-bicubic* is the ×2 model fine-tuned on bicubic downsampling only (the LR of Set5 and McMaster18 here is bicubic); the defaults also learnt bilinear and area downsampling.\n"]
+            " *window-sr-x2-bicubic* is the ×2 model fine-tuned on bicubic downsampling only (the LR of Set5 and "
+            "McMaster18 here is bicubic); the defaults also learnt bilinear and area downsampling.\n"]
     if missing:
         body.append(f"Not measured (no trained weights yet): {', '.join(missing)}.\n")
     for s in scales:
