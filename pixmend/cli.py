@@ -313,11 +313,8 @@ def cmd_inspect(a) -> int:
     common.set_threads()
     dev = pick_device(a.device)
     model, card = common.get_model(a.model, "correct", dev)
-    problems: list[PixmendError] = []
-    paths = io.collect_inputs(a.inputs, problems)
-    for err in problems:
-        print(f"pixmend: {err}", file=sys.stderr)
-    status = 1 if problems else 0
+    paths, bad = common.collect_inputs(a.inputs)
+    status = 1 if bad else 0
     for path in paths:
         try:
             info = {"image": str(path), **inspect_rgb(io.read_image(path).rgb, model, card, dev)}
@@ -337,14 +334,11 @@ def cmd_inspect(a) -> int:
 
 def cmd_verify(a) -> int:
     from . import io
-    from .tasks.common import error_line
+    from .tasks.common import collect_inputs, error_line
     from .watermark import extract
 
-    problems: list[PixmendError] = []
-    paths = io.collect_inputs(a.inputs, problems)
-    for err in problems:
-        print(f"pixmend: {err}", file=sys.stderr)
-    status = 1 if problems else 0
+    paths, bad = collect_inputs(a.inputs)
+    status = 1 if bad else 0
     for path in paths:
         try:
             text = extract(io.read_image(path).rgb)

@@ -106,20 +106,28 @@ def error_line(path, err: BaseException) -> str:
     return f"{path}: failed ({err.__class__.__name__}: {msg})"
 
 
+def collect_inputs(inputs: list[str]) -> tuple[list[Path], int]:
+    """The input files, and how many paths were bad (missing, empty folders): each named on one stderr line and
+    skipped, so a batch goes on with the others and exits 1."""
+    from .. import io
+
+    problems: list[PixmendError] = []
+    files = io.collect_inputs(inputs, problems)
+    for err in problems:
+        print(f"pixmend: {err}", file=sys.stderr)
+    return files, len(problems)
+
+
 def run_batch(inputs: list[str], out: str, process: Callable, overwrite: bool = False, desc: str = "",
               out_name: Callable[[Path], str] | None = None, max_pixels: int | None = None) -> int:
     """Read each input, ``process(loaded) -> (rgb, alpha)``, write to the planned output. Returns the exit status."""
     from .. import io
 
-    problems: list[PixmendError] = []  # missing paths, empty folders: named, skipped, and the exit status is 1
-    files = io.collect_inputs(inputs, problems)
-    for err in problems:
-        print(f"pixmend: {err}", file=sys.stderr)
+    files, failures = collect_inputs(inputs)
     if not files:
         return 1
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     plan = io.plan_outputs(files, out, single_file=single)
-    failures = len(problems)
     interrupted = {"flag": False}
 
     def on_term(signum, frame):
