@@ -147,11 +147,14 @@ def correct_batch_action(ws: Workspace, files, model_name, stride, strength):
     return str(zpath), report
 
 
-def upscale_action(ws: Workspace, path, scale, ensemble=False):
+def upscale_action(ws: Workspace, path, scale, ensemble=False, bicubic=False):
+    """``bicubic``: the picture was made small with a bicubic filter, so ×2 uses window-sr-x2-bicubic (there is
+    no ×4 variant: ×4 keeps window-sr-x4)."""
     from .tasks.upscale import upscale_image
 
     loaded = _load(path)
-    model, _card = _model(f"window-sr-x{int(scale)}", "upscale")
+    name = "window-sr-x2-bicubic" if bicubic and int(scale) == 2 else f"window-sr-x{int(scale)}"
+    model, _card = _model(name, "upscale")
     rgb, alpha = upscale_image(loaded.rgb, loaded.alpha, model, int(scale), ensemble=bool(ensemble))
     saved = _save(ws, loaded, rgb, alpha, f"-x{int(scale)}")
     return saved, saved
@@ -276,11 +279,14 @@ def build_app(ws: Workspace | None = None):
                     u_scale = gr.Radio([2, 4], value=2, label="Scale", elem_id="upscale-scale")
                     u_ens = gr.Checkbox(False, label="Self-ensemble (8 orientations: a bit better, 8× slower)",
                                         elem_id="upscale-ensemble")
+                    u_bic = gr.Checkbox(False, label="Made small with a bicubic filter (×2 only: window-sr-x2-bicubic)",
+                                        elem_id="upscale-bicubic")
                     u_btn = gr.Button("Upscale", variant="primary", elem_id="upscale-btn")
                 with gr.Column():
                     u_out = gr.Image(type="filepath", label="Result", elem_id="upscale-output")
                     u_file = gr.File(label="Download", elem_id="upscale-download")
-            u_btn.click(lambda p, s, e: upscale_action(ws, p, s, e), [u_in, u_scale, u_ens], [u_out, u_file])
+            u_btn.click(lambda p, s, e, b: upscale_action(ws, p, s, e, b), [u_in, u_scale, u_ens, u_bic],
+                        [u_out, u_file])
         with gr.Tab("Inpaint", id="inpaint"):
             gr.Markdown("Upload an image and paint over what should be filled.")
             with gr.Row():

@@ -98,8 +98,8 @@ def test_app_builds_with_every_tab():
     try:
         cfg = demo.get_config_file()
         ids = {c.get("props", {}).get("elem_id") for c in cfg["components"]}
-        assert {"correct-btn", "correct-strength", "upscale-btn", "upscale-ensemble", "inpaint-editor",
-                "inpaint-ensemble", "generate-btn", "complete-btn", "batch-btn"} <= ids
+        assert {"correct-btn", "correct-strength", "upscale-btn", "upscale-ensemble", "upscale-bicubic",
+                "inpaint-editor", "inpaint-ensemble", "generate-btn", "complete-btn", "batch-btn"} <= ids
     finally:
         demo.pixmend_workspace.close()
 
@@ -240,6 +240,25 @@ def test_upscale_action_with_and_without_self_ensemble(ws, tmp_path, monkeypatch
     ens, _ = app.upscale_action(ws, src, 2, True)
     a, b = np.asarray(Image.open(plain)), np.asarray(Image.open(ens))
     assert a.shape == b.shape == (24, 20, 3) and not np.array_equal(a, b)
+
+
+def test_upscale_action_bicubic_variant(ws, tmp_path, monkeypatch):
+    """The Upscale tab's bicubic checkbox picks window-sr-x2-bicubic at ×2 and leaves ×4 on window-sr-x4."""
+    from pixmend.models.registry import build_model
+
+    asked = []
+
+    def fake_model(name, task):
+        asked.append(name)
+        scale = 4 if name.startswith("window-sr-x4") else 2
+        return build_model("window-sr-x2", dict(dim=12, depth=2, heads=2, scale=scale)).eval(), {}
+
+    monkeypatch.setattr(app, "_model", fake_model)
+    src = str(_small_png(tmp_path, "b.png", (12, 10)))
+    app.upscale_action(ws, src, 2, False, True)
+    app.upscale_action(ws, src, 4, False, True)
+    app.upscale_action(ws, src, 2)
+    assert asked == ["window-sr-x2-bicubic", "window-sr-x4", "window-sr-x2"]
 
 
 def test_generate_and_complete_and_inpaint_actions(ws, tmp_path, monkeypatch):
