@@ -77,7 +77,8 @@ def speed(model, scale: int, size: int = 256, repeats: int = 3, ensemble: bool =
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "bench"))
-    ap.add_argument("--models", default="window-sr-x2,window-sr-x4,window-sr-x2-bicubic", help="registry names or weights paths")
+    ap.add_argument("--models", default="window-sr-x2,window-sr-x4,window-sr-x2-bicubic",
+                    help="registry names or weights paths")
     ap.add_argument("--limit", type=int, default=0, help="images per set (0 = all)")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--no-self-ensemble", action="store_true",

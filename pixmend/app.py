@@ -279,8 +279,8 @@ def build_app(ws: Workspace | None = None):
                     u_scale = gr.Radio([2, 4], value=2, label="Scale", elem_id="upscale-scale")
                     u_ens = gr.Checkbox(False, label="Self-ensemble (8 orientations: a bit better, 8× slower)",
                                         elem_id="upscale-ensemble")
-                    u_bic = gr.Checkbox(False, label="Made small with a bicubic filter (×2 only: window-sr-x2-bicubic)",
-                                        elem_id="upscale-bicubic")
+                    u_bic = gr.Checkbox(False, elem_id="upscale-bicubic",
+                                        label="Made small with a bicubic filter (×2 only: window-sr-x2-bicubic)")
                     u_btn = gr.Button("Upscale", variant="primary", elem_id="upscale-btn")
                 with gr.Column():
                     u_out = gr.Image(type="filepath", label="Result", elem_id="upscale-output")

@@ -607,24 +607,19 @@ def _umask() -> int:
 # --------------------------------------------------------------------------- paths
 
 
-def collect_inputs(inputs: list[str | Path], problems: list[PixmendError] | None = None) -> list[Path]:
+def collect_inputs(inputs: list[str | Path]) -> tuple[list[Path], list[PixmendError]]:
     """Files as given; folders expanded (not recursively, sorted) to their images.
 
     Hidden files in folders (e.g. macOS "._x.jpg" or our own temp files) are
     skipped.  A path given twice is used once.  A path that does not exist, or a
-    folder without images, raises -- or, when a ``problems`` list is given, is
-    added to it and skipped, so a batch can go on with the other inputs.
+    folder without images, is returned as a problem and skipped, so a batch can
+    go on with the other inputs.  Returns (files, problems).
     """
     if not inputs:
         raise UsageError("no input images given")
     result: list[Path] = []
+    problems: list[PixmendError] = []
     seen: set[Path] = set()
-
-    def bad(message: str) -> None:
-        if problems is None:
-            raise PixmendError(message)
-        problems.append(PixmendError(message))
-
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -635,22 +630,23 @@ def collect_inputs(inputs: list[str | Path], problems: list[PixmendError] | None
                     if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
                 )
             except OSError as exc:
-                bad(f"{item}: cannot list folder ({_reason(exc)})")
+                problems.append(PixmendError(f"{item}: cannot list folder ({_reason(exc)})"))
                 continue
             if not found:
-                bad(f"{item}: no image files in folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+                looked = ", ".join(sorted(IMAGE_EXTENSIONS))
+                problems.append(PixmendError(f"{item}: no image files in folder (looked for {looked})"))
                 continue
         elif path.exists():
             found = [path]
         else:
-            bad(f"{item}: no such file or folder")
+            problems.append(PixmendError(f"{item}: no such file or folder"))
             continue
         for p in found:
             key = p.resolve()
             if key not in seen:
                 seen.add(key)
                 result.append(p)
-    return result
+    return result, problems
 
 
 def plan_outputs(inputs: list[Path], out: str | Path, single_file: bool) -> list[tuple[Path, Path]]:

@@ -111,8 +111,7 @@ def collect_inputs(inputs: list[str]) -> tuple[list[Path], int]:
     skipped, so a batch goes on with the others and exits 1."""
     from .. import io
 
-    problems: list[PixmendError] = []
-    files = io.collect_inputs(inputs, problems)
+    files, problems = io.collect_inputs(inputs)
     for err in problems:
         print(f"pixmend: {err}", file=sys.stderr)
     return files, len(problems)
