@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["correct", "inspect", "upscale", "inpaint", "complete", "generate", "create_model", "PixmendError"]
+__all__ = ["correct", "inspect", "verify", "upscale", "inpaint", "complete", "generate", "create_model", "PixmendError"]
 
 from .errors import PixmendError
 
@@ -63,6 +63,13 @@ def inspect(image, model: str | None = None, device: str = "cpu") -> dict:
     img = _prepare(image)
     m, card = get_model(model, "correct", device)
     return inspect_rgb(img.rgb, m, card, device)
+
+
+def verify(image) -> str | None:
+    """The text of an invisible watermark written by ``correct(..., watermark=TEXT)``, or None when there is none."""
+    from .watermark import extract
+
+    return extract(_prepare(image).rgb)
 
 
 def upscale(image, scale: int = 2, model: str | None = None, device: str = "cpu", self_ensemble: bool = False):

@@ -300,7 +300,11 @@ def cmd_serve(a) -> int:
     from .app import serve
 
     print(f"pixmend app on http://{a.host}:{a.port} (Ctrl-C to stop)", file=sys.stderr)
-    serve(a.host, a.port, a.max_file_size)
+    try:
+        serve(a.host, a.port, a.max_file_size)
+    except OSError as e:  # the port is taken, or the host is not an address of this machine
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise PixmendError(f"cannot start the web app on {a.host}:{a.port} ({first})") from None
     return 0
 
 
@@ -451,7 +455,7 @@ def cmd_generate(a) -> int:
         raise UsageError("generate: give -o DIR and/or --grid FILE")
     out_dir = Path(a.output) if a.output else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise PixmendError(f"{out_dir}: is a file, not a folder")
+        raise UsageError(f"{out_dir}: is a file, not a folder")
     targets = [out_dir / f"seed{a.seed}_{i:03d}.png" for i in range(a.num)] if out_dir else []
     targets += [Path(a.grid)] if a.grid else []
     if not a.overwrite:

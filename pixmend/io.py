@@ -668,19 +668,19 @@ def plan_outputs(inputs: list[Path], out: str | Path, single_file: bool) -> list
         pairs = [(src, out / src.name if as_folder else out)]
     else:
         if out.exists() and not out.is_dir():
-            raise PixmendError(f"{out}: exists and is not a folder (several inputs need an output folder)")
+            raise UsageError(f"{out}: exists and is not a folder (several inputs need an output folder)")
         by_name: dict[str, Path] = {}
         for src in inputs:
             other = by_name.setdefault(src.name.casefold(), src)
             if other is not src:
-                raise PixmendError(
+                raise UsageError(
                     f"{out}: two inputs would both be written as '{src.name}' ({other} and {src}); "
                     "process them separately"
                 )
         pairs = [(src, out / src.name) for src in inputs]
     for src, dst in pairs:
         if _same_file(src, dst):
-            raise PixmendError(f"{dst}: output would replace its input; choose another output")
+            raise UsageError(f"{dst}: output would replace its input; choose another output")
     folder = pairs[0][1].parent if single_file else out
     try:
         folder.mkdir(parents=True, exist_ok=True)

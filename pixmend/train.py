@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import PixmendError
+from .errors import PixmendError, UsageError
 
 # Training keys every task understands. The seed's CONFIG keys (upper case in the seed) are accepted in any case.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -111,13 +111,45 @@ def parse_overrides(pairs: list[str]) -> dict:
     out = {}
     for p in pairs or []:
         if "=" not in p:
-            raise PixmendError(f"--set expects key=value, got '{p}'")
+            raise UsageError(f"--set expects key=value, got '{p}'")
         k, v = p.split("=", 1)
         try:
             out[k.strip().lower()] = json.loads(v)
         except json.JSONDecodeError:
             out[k.strip().lower()] = v
     return out
+
+
+def check_settings(given: dict, known: dict, prefixes: tuple = ()) -> None:
+    """Reject a setting (from a config file or ``--set``) that no part of training reads — a misspelt key would
+    otherwise train silently with the default — and a value of the wrong kind (``batch_size = "abc"``), each
+    as a one-line usage error before anything is written."""
+    import difflib
+
+    unknown = [k for k in given if k not in known and not k.startswith(prefixes)]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(known), n=1)
+            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise UsageError(f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(hints)}")
+    for k, v in given.items():
+        d = known.get(k)
+        if d is None:
+            continue
+        if isinstance(d, bool):
+            ok = isinstance(v, bool) or (isinstance(v, str) and v.strip().lower() in ("true", "false"))
+            kind = "true or false"
+        elif isinstance(d, (int, float)):
+            ok, kind = isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
+        elif isinstance(d, str):
+            ok, kind = isinstance(v, str), "text"
+        elif isinstance(d, (list, tuple)):
+            ok, kind = isinstance(v, (list, tuple)), "a list like [1, 2]"
+        else:
+            continue
+        if not ok:
+            raise UsageError(f"setting {k} must be {kind}, not {v!r}")
 
 
 def noam_lr(step: int, peak: float, warmup: int) -> float:
@@ -346,7 +378,10 @@ def train(task: TrainTask, architecture: str, data: Path, out: Path, cfg_file: s
     from .distributed import DistContext
 
     dist = DistContext.from_env(device)
-    cfg = {**TRAIN_DEFAULTS, **task.defaults(architecture), **load_config_file(cfg_file), **(overrides or {})}
+    known = {**TRAIN_DEFAULTS, **task.defaults(architecture)}
+    given = {**load_config_file(cfg_file), **(overrides or {})}
+    check_settings(given, known, tuple(getattr(task, "config_prefixes", ())))
+    cfg = {**known, **given}
     data, out = Path(data), Path(out)
     if not data.exists():
         raise PixmendError(f"{data}: training data not found")

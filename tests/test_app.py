@@ -293,3 +293,17 @@ def test_generate_and_complete_and_inpaint_actions(ws, tmp_path, monkeypatch):
     saved_se, _ = app.inpaint_action(ws, {"background": str(src), "layers": [layer], "composite": None}, True)
     a, b = np.asarray(Image.open(plain)), np.asarray(Image.open(saved_se))
     assert np.array_equal(before[keep], b[keep]) and not np.array_equal(a[~keep], b[~keep])
+
+
+def test_serve_on_a_taken_port_is_one_line(capsys):
+    from pixmend.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("pixmend: error: cannot start the web app on 127.0.0.1:") and str(port) in last

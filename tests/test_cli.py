@@ -90,6 +90,7 @@ def test_batch_with_bad_files(tmp_path, img_dir, model, capsys):
     assert "Traceback" not in err
     lines = err_lines(err)
     assert len(lines) == 2, err
+    assert err.splitlines() == lines and "\r" not in err  # not a terminal: no progress-bar fragments in the log
     assert sum("text.png" in ln for ln in lines) == 1
     assert sum("empty.png" in ln for ln in lines) == 1
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg", "c.png"]  # good files still written
@@ -149,9 +150,24 @@ def test_usage_errors_exit_2(tmp_path, model, capsys):
 def test_unknown_model_one_line(tmp_path, capsys):
     src = tmp_path / "in.png"
     save_png(src, synth_image(16, 16))
-    assert main(["correct", str(src), "-o", str(tmp_path / "o.png"), "--model", "no-such-model"]) == 1
+    assert main(["correct", str(src), "-o", str(tmp_path / "o.png"), "--model", "no-such-model"]) == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "no-such-model" in err and "Traceback" not in err
+
+
+def test_output_conflicts_are_usage_errors(tmp_path, img_dir, model, capsys):
+    """Outputs that cannot be what the user meant are refused before anything runs, exit 2."""
+    taken = tmp_path / "taken.png"
+    save_png(taken, synth_image(8, 8))
+    before = {p.name: sha(p) for p in img_dir.iterdir()}
+    cases = [["correct", str(img_dir / "a.png"), str(img_dir / "c.png"), "-o", str(taken), *model],
+             ["correct", str(img_dir / "a.png"), "-o", str(img_dir) + "/", *model],  # would replace the input
+             ["generate", "-n", "1", "-o", str(taken)]]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("pixmend: error:"), err
+    assert {p.name: sha(p) for p in img_dir.iterdir()} == before
 
 
 def test_missing_input_is_an_error(tmp_path, model, capsys):
@@ -223,6 +239,23 @@ def test_train_then_eval(photo_dir, tmp_path, capsys):
 def test_train_unknown_model_is_usage_error(photo_dir, tmp_path, capsys):
     assert main(["train", "correct", "--data", str(photo_dir), "--model", "nope", "--out", str(tmp_path / "r")]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_train_rejects_unknown_and_mistyped_settings(photo_dir, tmp_path, capsys):
+    """A misspelt key would otherwise train with the default; both are one-line usage errors before any output."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[train]\nsteps = 2\n[model]\nmodel_dimm = 16\n")
+    out = tmp_path / "r"
+    base = ["train", "correct", "--data", str(photo_dir), "--out", str(out), "--device", "cpu", "--no-progress"]
+    for extra, words in [(["--set", "warmup_stepz=3"], ["warmup_stepz", "did you mean 'warmup_steps'"]),
+                         (["--set", "batch_size=abc"], ["batch_size", "a number", "abc"]),
+                         (["--config", str(cfg)], ["model_dimm", "model_dim"]),
+                         (["--set", "steps"], ["key=value"])]:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert all(w in err for w in words), err
+    assert not out.exists()
 
 
 def test_eval_with_gl_model(photo_dir, tiny_gl_weights, capsys):

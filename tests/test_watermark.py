@@ -105,3 +105,13 @@ def test_too_small_image():
 def test_not_rgb():
     with pytest.raises(PixmendError):
         watermark.embed(np.zeros((300, 300)), "pixmend")
+
+
+def test_python_api_verify(photo):
+    import pixmend
+
+    pil = Image.fromarray(np.round(photo * 255).astype(np.uint8))
+    marked = Image.fromarray(np.round(watermark.embed(photo, "api ✓") * 255).astype(np.uint8))
+    assert pixmend.verify(marked) == "api ✓"  # PIL in
+    assert pixmend.verify(np.asarray(marked)) == "api ✓"  # uint8 array in
+    assert pixmend.verify(pil) is None

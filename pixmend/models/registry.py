@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import PixmendError
+from ..errors import PixmendError, UsageError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -110,10 +110,10 @@ def resolve(name_or_path: str | None, task: str) -> tuple[Path | None, dict]:
         card = json.loads(card_path.read_text())
         return p, card
     if name_or_path not in ARCHITECTURES:
-        raise PixmendError(f"unknown model '{name_or_path}' (known: {', '.join(list_models(task))})")
+        raise UsageError(f"unknown model '{name_or_path}' (known: {', '.join(list_models(task))})")
     entry = ARCHITECTURES[name_or_path]
     if entry.task != task:
-        raise PixmendError(f"model '{name_or_path}' is for '{entry.task}', not '{task}'")
+        raise UsageError(f"model '{name_or_path}' is for '{entry.task}', not '{task}'")
     w = shipped_weights(name_or_path)
     card_path = w.with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.exists() else {

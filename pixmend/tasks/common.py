@@ -134,7 +134,7 @@ def run_batch(inputs: list[str], out: str, process: Callable, overwrite: bool = 
 
     old = signal.signal(signal.SIGTERM, on_term)
     bar = None
-    if len(plan) > 1:
+    if len(plan) > 1 and sys.stderr.isatty():  # a log or a pipe gets the error lines alone, no bar fragments
         from tqdm import tqdm
 
         bar = tqdm(total=len(plan), desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import degrade
-from ..errors import PixmendError
+from ..errors import PixmendError, UsageError
 from .common import batch_psnr, config_flag, config_number, to_numpy, to_tensor
 
 TILE, OVERLAP = 512, 64  # OVERLAP/4 ≥ the local stage's receptive-field radius, so tiling is exact
@@ -187,7 +187,7 @@ def degrade_config(cfg: dict) -> "degrade.DegradeConfig":
     over = {k[len("degrade_"):]: v for k, v in cfg.items() if k.startswith("degrade_")}
     unknown = [k for k in over if k not in base.__dataclass_fields__ or k == "extra"]
     if unknown:
-        raise PixmendError(f"unknown degradation setting(s): {', '.join('degrade_' + k for k in unknown)}")
+        raise UsageError(f"unknown degradation setting(s): {', '.join('degrade_' + k for k in unknown)}")
     return degrade.DegradeConfig(**{**base.__dict__, **{k: tuple(v) if isinstance(v, list) else v
                                                         for k, v in over.items()}})
 
@@ -196,6 +196,7 @@ class CorrectTask:
     """Training recipe for both correctors (``pixmend train correct``)."""
 
     name = "correct"
+    config_prefixes = ("degrade_",)  # the synthetic damage's settings, checked by degrade_config
 
     def defaults(self, architecture: str) -> dict:
         if architecture == "pixel-transformer":

@@ -155,7 +155,7 @@ class InpaintTask:
                 "hole_size": 32, "hole_margin": 16,
                 "zoom_range": [0.5, 1.0],  # random zoom-out of the training views (1 = the photo's own scale)
                 "look_jitter": 0.0,  # strength of random photo looks on the training views (degrade.sample_look)
-                # "brush_width": [low, high]  stroke widths in pixels (absent: 4-12 % of the crop side)
+                "brush_width": None,  # [low, high] stroke widths in pixels (None: 4-12 % of the crop side)
                 "adv_weight": 1.0, "l1_weight": 100.0, "edge_weight": 10.0, "ssim_weight": 1.0,
                 "disc_weight": 1.0,
                 # squared error over the same region as L1 (not in the seed; 0 = off): the L1 term pulls an
