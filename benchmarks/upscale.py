@@ -1,6 +1,7 @@
 """Benchmark the super-resolution models and write the 'upscale' section of docs/BENCHMARKS.md.
 
-    python benchmarks/upscale.py [--data ../shared/data/bench] [--models window-sr-x2,window-sr-x4,window-sr-x2-bicubic] [--update-cards]
+    python benchmarks/upscale.py [--data ../shared/data/bench] [--models window-sr-x2,window-sr-x4,window-sr-x2-bicubic,
+                             window-sr-x4-bicubic] [--update-cards]
 
 Quality: Set5 (the standard HR images with the LR images that ship with it, DATA/set5/{hr,x2,x4}) and
 McMaster18 (LR made here by PIL bicubic, ``degrade.downsample``), PSNR and SSIM on the Y channel (BT.601
@@ -77,7 +78,7 @@ def speed(model, scale: int, size: int = 256, repeats: int = 3, ensemble: bool =
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "bench"))
-    ap.add_argument("--models", default="window-sr-x2,window-sr-x4,window-sr-x2-bicubic",
+    ap.add_argument("--models", default="window-sr-x2,window-sr-x4,window-sr-x2-bicubic,window-sr-x4-bicubic",
                     help="registry names or weights paths")
     ap.add_argument("--limit", type=int, default=0, help="images per set (0 = all)")
     ap.add_argument("--skip-speed", action="store_true")
@@ -133,9 +134,12 @@ def main() -> None:
             "LR images; McMaster18's LR is PIL bicubic. *Published* rows are the papers' figures, not re-run "
             "here (McMaster18 is not a standard SR set: no published figures). s / MP = seconds per output "
             "megapixel, 2 threads, 256×256 input. *+ self-ensemble* = `pixmend upscale --self-ensemble`: the "
-            "same weights averaged over the 8 rotations/flips of the input (Lim et al. 2017), 8× the time."
-            " *window-sr-x2-bicubic* is the ×2 model fine-tuned on bicubic downsampling only (the LR of Set5 and "
-            "McMaster18 here is bicubic); the defaults also learnt bilinear and area downsampling.\n"]
+            "same weights averaged over the 8 rotations/flips of the input (Lim et al. 2017), 8× the time. "
+            "Timings on this shared virtual machine vary up to ~2× from one day to the next: compare speeds "
+            "within one run."
+            " *window-sr-x2-bicubic* / *window-sr-x4-bicubic* are the ×2 / ×4 models fine-tuned on bicubic "
+            "downsampling only (the LR of Set5 and McMaster18 here is bicubic); the defaults also learnt bilinear "
+            "and area downsampling.\n"]
     if missing:
         body.append(f"Not measured (no trained weights yet): {', '.join(missing)}.\n")
     for s in scales:

@@ -148,12 +148,11 @@ def correct_batch_action(ws: Workspace, files, model_name, stride, strength):
 
 
 def upscale_action(ws: Workspace, path, scale, ensemble=False, bicubic=False):
-    """``bicubic``: the picture was made small with a bicubic filter, so ×2 uses window-sr-x2-bicubic (there is
-    no ×4 variant: ×4 keeps window-sr-x4)."""
+    """``bicubic``: the picture was made small with a bicubic filter, so window-sr-x{scale}-bicubic is used."""
     from .tasks.upscale import upscale_image
 
     loaded = _load(path)
-    name = "window-sr-x2-bicubic" if bicubic and int(scale) == 2 else f"window-sr-x{int(scale)}"
+    name = f"window-sr-x{int(scale)}" + ("-bicubic" if bicubic else "")
     model, _card = _model(name, "upscale")
     rgb, alpha = upscale_image(loaded.rgb, loaded.alpha, model, int(scale), ensemble=bool(ensemble))
     saved = _save(ws, loaded, rgb, alpha, f"-x{int(scale)}")
@@ -280,7 +279,7 @@ def build_app(ws: Workspace | None = None):
                     u_ens = gr.Checkbox(False, label="Self-ensemble (8 orientations: a bit better, 8× slower)",
                                         elem_id="upscale-ensemble")
                     u_bic = gr.Checkbox(False, elem_id="upscale-bicubic",
-                                        label="Made small with a bicubic filter (×2 only: window-sr-x2-bicubic)")
+                                        label="Made small with a bicubic filter (window-sr-x2/x4-bicubic)")
                     u_btn = gr.Button("Upscale", variant="primary", elem_id="upscale-btn")
                 with gr.Column():
                     u_out = gr.Image(type="filepath", label="Result", elem_id="upscale-output")

@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("-o", "--output", required=True, metavar="OUT")
     u.add_argument("--scale", type=int, choices=[2, 4], default=None,
                    help="2 or 4 (default: the model's scale; without --model, 2 → window-sr-x2, 4 → window-sr-x4)")
-    u.add_argument("--model", default=None, help="registry name (window-sr-x2, window-sr-x4; window-sr-x2-bicubic "
-                                                 "for images made small with a bicubic filter) or a .safetensors "
-                                                 "path written by `pixmend train upscale`")
+    u.add_argument("--model", default=None, help="registry name (window-sr-x2, window-sr-x4; window-sr-x2-bicubic, "
+                                                 "window-sr-x4-bicubic for images made small with a bicubic filter) "
+                                                 "or a .safetensors path written by `pixmend train upscale`")
     u.add_argument("--tile", type=_positive_int, default=256, help="tile side in input pixels (default 256)")
     u.add_argument("--self-ensemble", action="store_true",
                    help="average the model over the 8 rotations/flips of each tile: a little better, 8× slower")

@@ -243,7 +243,7 @@ def test_upscale_action_with_and_without_self_ensemble(ws, tmp_path, monkeypatch
 
 
 def test_upscale_action_bicubic_variant(ws, tmp_path, monkeypatch):
-    """The Upscale tab's bicubic checkbox picks window-sr-x2-bicubic at ×2 and leaves ×4 on window-sr-x4."""
+    """The Upscale tab's bicubic checkbox picks the -bicubic variant of the scale's model."""
     from pixmend.models.registry import build_model
 
     asked = []
@@ -258,7 +258,7 @@ def test_upscale_action_bicubic_variant(ws, tmp_path, monkeypatch):
     app.upscale_action(ws, src, 2, False, True)
     app.upscale_action(ws, src, 4, False, True)
     app.upscale_action(ws, src, 2)
-    assert asked == ["window-sr-x2-bicubic", "window-sr-x4", "window-sr-x2"]
+    assert asked == ["window-sr-x2-bicubic", "window-sr-x4-bicubic", "window-sr-x2"]
 
 
 def test_generate_and_complete_and_inpaint_actions(ws, tmp_path, monkeypatch):

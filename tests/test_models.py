@@ -144,7 +144,8 @@ def test_gl_gradients_reach_every_stage():
 # --------------------------------------------------------------------------------------------- registry
 def test_registry_lists_and_builds():
     assert set(registry.list_models("correct")) >= {"gl-transformer", "pixel-transformer"}
-    assert set(registry.list_models("upscale")) == {"window-sr-x2", "window-sr-x4", "window-sr-x2-bicubic"}
+    assert set(registry.list_models("upscale")) == {"window-sr-x2", "window-sr-x4", "window-sr-x2-bicubic",
+                                                    "window-sr-x4-bicubic"}
     m = registry.build_model("pixel-transformer", TINY_PT)
     assert isinstance(m, P.PixelTransformerModel) and m.cfg.model_dim == 16
     with pytest.raises(PixmendError):

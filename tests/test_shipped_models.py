@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "gpt-sample.png"
 
 
-VARIANT_OF = {"window-sr-x2-bicubic": "window-sr-x2"}  # shipped weights of an existing architecture
+VARIANT_OF = {"window-sr-x2-bicubic": "window-sr-x2", "window-sr-x4-bicubic": "window-sr-x4"}  # shipped weights of an existing architecture
 
 
 @pytest.mark.parametrize("name", ["gl-transformer", "pixel-transformer", "inpaint-unet", "window-sr-x2", "window-sr-x4",
-                                  "window-sr-x2-bicubic", "pixel-gpt"])
+                                  "window-sr-x2-bicubic", "window-sr-x4-bicubic", "pixel-gpt"])
 def test_shipped_weights_and_card(name):
     weights = WEIGHTS_DIR / f"{name}.safetensors"
     card = json.loads(weights.with_suffix(".json").read_text())

@@ -224,10 +224,12 @@ def test_tiny_training_run(photo_dir, tmp_path):
 
 # ----------------------------------------------------------------------------------------- registry / CLI
 def test_registry_defaults():
-    assert set(list_models("upscale")) == {"window-sr-x2", "window-sr-x4", "window-sr-x2-bicubic"}
+    assert set(list_models("upscale")) == {"window-sr-x2", "window-sr-x4", "window-sr-x2-bicubic",
+                                           "window-sr-x4-bicubic"}
     assert DEFAULT_MODELS["upscale"] == "window-sr-x2"
     assert build_model("window-sr-x4", {}).cfg.scale == 4
     assert build_model("window-sr-x2-bicubic", {}).cfg.scale == 2
+    assert build_model("window-sr-x4-bicubic", {}).cfg.scale == 4
 
 
 @pytest.fixture(scope="module")

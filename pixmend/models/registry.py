@@ -78,9 +78,10 @@ for _s in (2, 4):
     register(ModelEntry(f"window-sr-x{_s}", "upscale", _window_sr,
                         f"×{_s} super-resolution: window + channel attention Transformer (bicubic + residual)",
                         {"scale": _s}))
-register(ModelEntry("window-sr-x2-bicubic", "upscale", _window_sr,
-                    "×2 for images made small with a bicubic filter (window-sr-x2 fine-tuned on bicubic LR only)",
-                    {"scale": 2}))
+for _s in (2, 4):
+    register(ModelEntry(f"window-sr-x{_s}-bicubic", "upscale", _window_sr,
+                        f"×{_s} for images made small with a bicubic filter (window-sr-x{_s} fine-tuned on bicubic LR "
+                        "only)", {"scale": _s}))
 DEFAULT_MODELS["upscale"] = "window-sr-x2"
 register(ModelEntry("inpaint-unet", "inpaint", _inpaint_unet,
                     "inpainting: U-Net generator with bottleneck self-attention + PatchGAN discriminator"))
