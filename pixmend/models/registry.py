@@ -78,7 +78,6 @@ for _s in (2, 4):
     register(ModelEntry(f"window-sr-x{_s}", "upscale", _window_sr,
                         f"×{_s} super-resolution: window + channel attention Transformer (bicubic + residual)",
                         {"scale": _s}))
-for _s in (2, 4):
     register(ModelEntry(f"window-sr-x{_s}-bicubic", "upscale", _window_sr,
                         f"×{_s} for images made small with a bicubic filter (window-sr-x{_s} fine-tuned on bicubic LR "
                         "only)", {"scale": _s}))
