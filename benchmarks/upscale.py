@@ -1,7 +1,8 @@
 """Benchmark the super-resolution models and write the 'upscale' section of docs/BENCHMARKS.md.
 
-    python benchmarks/upscale.py [--data ../shared/data/bench] [--models window-sr-x2,window-sr-x4,window-sr-x2-bicubic,
-                             window-sr-x4-bicubic] [--update-cards]
+    python benchmarks/upscale.py [--data ../shared/data/bench] [--models NAME,...] [--update-cards]
+
+(default models: window-sr-x2, window-sr-x4, window-sr-x2-bicubic, window-sr-x4-bicubic)
 
 Quality: Set5 (the standard HR images with the LR images that ship with it, DATA/set5/{hr,x2,x4}) and
 McMaster18 (LR made here by PIL bicubic, ``degrade.downsample``), PSNR and SSIM on the Y channel (BT.601
@@ -136,10 +137,9 @@ def main() -> None:
             "megapixel, 2 threads, 256×256 input. *+ self-ensemble* = `pixmend upscale --self-ensemble`: the "
             "same weights averaged over the 8 rotations/flips of the input (Lim et al. 2017), 8× the time. "
             "Timings on this shared virtual machine vary up to ~2× from one day to the next: compare speeds "
-            "within one run."
-            " *window-sr-x2-bicubic* / *window-sr-x4-bicubic* are the ×2 / ×4 models fine-tuned on bicubic "
-            "downsampling only (the LR of Set5 and McMaster18 here is bicubic); the defaults also learnt bilinear "
-            "and area downsampling.\n"]
+            "within one run. *window-sr-x2-bicubic* / *window-sr-x4-bicubic* are the ×2 / ×4 models fine-tuned "
+            "on bicubic downsampling only (the LR of Set5 and McMaster18 here is bicubic); the defaults also "
+            "learnt bilinear and area downsampling.\n"]
     if missing:
         body.append(f"Not measured (no trained weights yet): {', '.join(missing)}.\n")
     for s in scales:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["correct", "inspect", "verify", "upscale", "inpaint", "complete", "generate", "create_model", "PixmendError"]
+__all__ = ["correct", "inspect", "verify", "upscale", "inpaint", "complete", "generate", "create_model",
+           "PixmendError"]
 
 from .errors import PixmendError
 
